@@ -1,0 +1,3 @@
+from repabench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""`python -m repabench <stage> ...`: every workflow stage as a command with explicit paths.
+
+Each stage lives in the module of its concept as a function `fn(argv) -> int`; this table maps
+stage names to them and imports a module only when its stage runs (so `--help` stays fast).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES: dict[str, tuple[str, str]] = {
+    "fetch_weights": ("repabench.weights:fetch_main", "resolve a weight file into resources/ and verify its SHA-256"),
+    "prepare_images": ("repabench.data:prepare_images_main", "build the uint8 image store (demo set or ImageNet folder)"),
+    "cache_latents": ("repabench.vae:cache_latents_main", "encode images to VAE posterior moments [8,h,w]"),
+    "latent_stats": ("repabench.vae:latent_stats_main", "per-channel latent bias/scale (or the constant 0.18215)"),
+    "extract_features": ("repabench.encoders:extract_features_main", "encoder patch tokens over an image store"),
+    "train": ("repabench.train:train_main", "train SiT with REPA/iREPA (resumable, accelerate)"),
+    "sample": ("repabench.sample:sample_main", "generate images in resumable, world-size independent shards"),
+    "export_npz": ("repabench.sample:export_npz_main", "export sample shards to ADM's .npz layout (arr_0)"),
+    "reference_stats": ("repabench.adm:reference_stats_main", "ADM reference statistics of an image store or ADM npz"),
+    "evaluate": ("repabench.adm:evaluate_main", "ADM-exact FID, sFID, IS, precision, recall of a sample set"),
+    "collect_metrics": ("repabench.adm:collect_main", "per-run CSV (Steps, FID, sFID, IS, Precision, Recall)"),
+    "spatial_metrics": ("repabench.spatial:spatial_metrics_main", "LDS, CDS, SRSS, RMSC of encoder features"),
+    "linear_probe": ("repabench.probe:linear_probe_main", "linear-probe accuracy of mean-pooled patch tokens"),
+    "correlate": ("repabench.stats:correlate_main", "Pearson/Spearman of LP and spatial metrics against FID"),
+    "report": ("repabench.report:report_main", "render the HTML and PDF report"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, STAGES))
+    lines = ["usage: python -m repabench <stage> [options]   (each stage has --help)", "", "stages:"]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in STAGES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"unknown stage {stage!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name = STAGES[stage][0].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)

