@@ -1,0 +1,665 @@
+"""Sampling: the SDE/ODE samplers of the linear flow and sharded, world-size independent generation.
+
+Time runs from t = 1 (noise) to t = 0 (data); the model predicts the velocity d x_t / d t = eps - x0
+of x_t = (1 - t) x0 + t eps. The samplers follow upstream-spec §5.1: float64 state, the network
+evaluated in float32 (optionally under bf16 autocast), CFG with a guidance interval.
+
+Generation does not depend on the number of processes: image i draws its label, its initial noise and
+its SDE noise from streams seeded by (seed, i), and images are produced in fixed shards of consecutive
+indices that process r of W takes round-robin (r, r+W, ...). A shard is written atomically
+(`shards/NNNNN.npy` uint8 NHWC, `NNNNN.labels.npy`, then the sidecar `NNNNN.json` with checksums and the
+generation key), so a rerun skips complete shards and a killed job resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import math
+import os
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from repabench.atomic import atomic_path, read_json, write_json
+from repabench.params import load_params, resolve_device, setup, stage_parser
+from repabench.provenance import params_hash, provenance, sha256_file
+
+log = logging.getLogger("repabench.sample")
+
+Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""velocity(x float32 [B,C,H,W], t float32 [B], y int64 [B]) -> velocity [B,C,H,W]."""
+
+SDE_T_END = 0.04  # the SDE grid stops here; one deterministic step then goes to t = 0
+LABEL_MODES = ("uniform", "balanced")
+PRECISIONS = ("fp32", "bf16")
+SAMPLE_DEFAULTS: dict[str, Any] = {
+    "n_samples": 50000, "labels": "uniform", "seed": 0, "shard_size": 1000, "batch_size": 250,
+    "precision": "bf16", "compile": False,
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sampler settings and the samplers
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    mode: str
+    steps: int
+    heun: bool = False
+    cfg_scale: float = 1.0
+    guidance_low: float = 0.0
+    guidance_high: float = 1.0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "SamplerSettings":
+        known = {"mode", "steps", "heun", "cfg_scale", "guidance_low", "guidance_high"}
+        unknown = set(params) - known - {"name"}
+        if unknown:
+            raise ValueError(f"unknown sampler keys {sorted(unknown)}; allowed: {sorted(known)}")
+        if "mode" not in params or "steps" not in params:
+            raise ValueError(f"a sampler needs 'mode' (sde|ode) and 'steps'; got {dict(params)}")
+        settings = cls(**{k: params[k] for k in known if k in params})
+        if settings.mode not in ("sde", "ode"):
+            raise ValueError(f"sampler mode {settings.mode!r} is not one of sde, ode")
+        if int(settings.steps) != settings.steps or settings.steps < 2:
+            raise ValueError(f"sampler steps must be an integer >= 2, got {settings.steps}")
+        if settings.heun and settings.mode != "ode":
+            raise ValueError("heun applies to mode=ode only; drop 'heun' or use mode: ode")
+        if settings.cfg_scale < 1.0:
+            raise ValueError(f"cfg_scale must be >= 1 (1 = no guidance), got {settings.cfg_scale}")
+        if not 0.0 <= settings.guidance_low <= settings.guidance_high <= 1.0:
+            raise ValueError(f"need 0 <= guidance_low <= guidance_high <= 1, got "
+                             f"[{settings.guidance_low}, {settings.guidance_high}]")
+        return settings
+
+    def time_grid(self) -> torch.Tensor:
+        """The float64 time points, from 1 down to 0 (steps + 1 of them)."""
+        if self.mode == "ode":
+            return torch.linspace(1.0, 0.0, self.steps + 1, dtype=torch.float64)
+        grid = torch.linspace(1.0, SDE_T_END, self.steps, dtype=torch.float64)
+        return torch.cat([grid, torch.zeros(1, dtype=torch.float64)])
+
+    def guided(self, t: float) -> bool:
+        return self.cfg_scale > 1.0 and self.guidance_low <= t <= self.guidance_high
+
+    def network_evaluations(self) -> int:
+        """Model calls per image (a guided call counts once although its batch is doubled)."""
+        if self.mode == "ode" and self.heun:
+            return 2 * self.steps - 1
+        return self.steps
+
+
+class _Evaluator:
+    """Calls the model at one time point: precision, CFG doubling and guidance of the drift."""
+
+    def __init__(self, velocity: Velocity, settings: SamplerSettings, null_class: int, precision: str):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+        self.velocity = velocity
+        self.settings = settings
+        self.null_class = null_class
+        self.precision = precision
+
+    def __call__(self, x: torch.Tensor, t: float, y: torch.Tensor,
+                 drift: Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        guided = self.settings.guided(t)
+        if guided:
+            x = torch.cat([x, x])
+            y = torch.cat([y, torch.full_like(y, self.null_class)])
+        time_input = torch.full((x.shape[0],), t, dtype=torch.float64, device=x.device)
+        autocast = (torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
+                    if self.precision == "bf16" else contextlib.nullcontext())
+        with autocast:
+            v = self.velocity(x.to(torch.float32), time_input.to(torch.float32), y)
+        if isinstance(v, (tuple, list)):  # an upstream-style (velocity, zs, ...) return
+            v = v[0]
+        d = drift(x, t, v.to(torch.float64))
+        if guided:
+            cond, uncond = d.chunk(2)
+            d = uncond + self.settings.cfg_scale * (cond - uncond)
+        return d
+
+
+def _velocity_drift(x: torch.Tensor, t: float, v: torch.Tensor) -> torch.Tensor:
+    return v
+
+
+def _sde_drift(x: torch.Tensor, t: float, v: torch.Tensor) -> torch.Tensor:
+    """Drift of the reverse SDE with diffusion w(t) = 2t: v - w/2 * score, score = (-(1-t) v - x) / t."""
+    score = (-(1.0 - t) * v - x) / t
+    return v - 0.5 * (2.0 * t) * score
+
+
+def euler_maruyama(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings: SamplerSettings,
+                   noise: Callable[[int], torch.Tensor], null_class: int, precision: str = "fp32") -> torch.Tensor:
+    """Euler-Maruyama from t = 1 to 0.04, then one deterministic step to 0; `noise(k)` is N(0, I) of step k."""
+    evaluate = _Evaluator(velocity, settings, null_class, precision)
+    grid = settings.time_grid().tolist()
+    x = x1.to(torch.float64)
+    for k in range(settings.steps - 1):
+        t_cur, t_next = grid[k], grid[k + 1]
+        dt = t_next - t_cur
+        d = evaluate(x, t_cur, y, _sde_drift)
+        eps = noise(k).to(device=x.device, dtype=torch.float64)
+        x = x + d * dt + math.sqrt(2.0 * t_cur) * math.sqrt(abs(dt)) * eps
+    t_cur, t_next = grid[-2], grid[-1]
+    return x + evaluate(x, t_cur, y, _sde_drift) * (t_next - t_cur)
+
+
+def euler_ode(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings: SamplerSettings,
+              null_class: int, precision: str = "fp32") -> torch.Tensor:
+    """Euler (or Heun, except on the last step) on the probability-flow ODE dx = v dt."""
+    evaluate = _Evaluator(velocity, settings, null_class, precision)
+    grid = settings.time_grid().tolist()
+    x = x1.to(torch.float64)
+    for k in range(settings.steps):
+        t_cur, t_next = grid[k], grid[k + 1]
+        d = evaluate(x, t_cur, y, _velocity_drift)
+        x_next = x + (t_next - t_cur) * d
+        if settings.heun and k < settings.steps - 1:
+            d_next = evaluate(x_next, t_next, y, _velocity_drift)
+            x_next = x + (t_next - t_cur) * (0.5 * d + 0.5 * d_next)
+        x = x_next
+    return x
+
+
+def run_sampler(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings: SamplerSettings,
+                noise: Callable[[int], torch.Tensor] | None, null_class: int,
+                precision: str = "fp32") -> torch.Tensor:
+    """Integrate from the noise `x1` to a float64 latent at t = 0."""
+    if settings.mode == "sde":
+        if noise is None:
+            raise ValueError("the SDE sampler needs a noise source")
+        return euler_maruyama(velocity, x1, y, settings, noise, null_class, precision)
+    return euler_ode(velocity, x1, y, settings, null_class, precision)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Per-image randomness: image i's label and noise come from streams seeded by (seed, i)
+# ----------------------------------------------------------------------------------------------------
+
+_LABEL_STREAM, _NOISE_STREAM = 0, 1
+
+
+def _stream(seed: int, index: int, which: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(index), which])))
+
+
+def image_labels(indices: Sequence[int], seed: int, num_classes: int, mode: str) -> np.ndarray:
+    """uniform: randint(0, num_classes) per image (as upstream); balanced: i mod num_classes (as JiT)."""
+    if mode == "balanced":
+        return np.asarray([i % num_classes for i in indices], dtype=np.int64)
+    if mode == "uniform":
+        return np.asarray([_stream(seed, i, _LABEL_STREAM).integers(0, num_classes) for i in indices], dtype=np.int64)
+    raise ValueError(f"labels {mode!r} is not one of {LABEL_MODES}")
+
+
+class ImageNoise:
+    """The initial noise and then the per-step SDE noise of a batch of images, one stream per image."""
+
+    def __init__(self, indices: Sequence[int], seed: int, shape: Sequence[int], device: torch.device):
+        self.streams = [_stream(seed, i, _NOISE_STREAM) for i in indices]
+        self.shape = tuple(shape)
+        self.device = device
+
+    def draw(self) -> torch.Tensor:
+        batch = np.stack([s.standard_normal(self.shape, dtype=np.float32) for s in self.streams])
+        tensor = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def __call__(self, step: int) -> torch.Tensor:
+        return self.draw()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding latents to uint8 images
+# ----------------------------------------------------------------------------------------------------
+
+def load_latent_stats(path: str | os.PathLike, channels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    stats = read_json(path)
+    try:
+        bias = torch.tensor(stats["bias"], dtype=torch.float64)
+        scale = torch.tensor(stats["scale"], dtype=torch.float64)
+    except KeyError as exc:
+        raise ValueError(f"{path} lacks {exc}; rerun the latent_stats stage") from exc
+    if bias.shape != scale.shape or bias.ndim != 1 or (channels is not None and bias.numel() != channels):
+        raise ValueError(f"{path}: bias {list(bias.shape)} / scale {list(scale.shape)} do not match "
+                         f"{channels} latent channels; rerun latent_stats for this autoencoder")
+    return bias, scale
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] NCHW -> uint8 NHWC, truncating as upstream: uint8(clamp(255 (x+1)/2, 0, 255))."""
+    x = (images.to(torch.float32) + 1.0) / 2.0
+    x = torch.clamp(255.0 * x, 0.0, 255.0).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def latents_to_images(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor,
+                      bias: torch.Tensor, scale: torch.Tensor) -> np.ndarray:
+    """Undo the latent normalisation (z / scale + bias), decode in float32, quantise."""
+    shape = (1, -1, 1, 1)
+    unnormalised = z.to(torch.float64) / scale.to(z.device).view(shape) + bias.to(z.device).view(shape)
+    with torch.no_grad():
+        return to_uint8(decode(unnormalised.to(torch.float32)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shards
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    start: int
+    count: int
+
+    @property
+    def stem(self) -> str:
+        return f"{self.index:05d}"
+
+    @property
+    def images_file(self) -> str:
+        return f"shards/{self.stem}.npy"
+
+    @property
+    def labels_file(self) -> str:
+        return f"shards/{self.stem}.labels.npy"
+
+    @property
+    def record_file(self) -> str:
+        return f"shards/{self.stem}.json"
+
+
+def plan_shards(n_samples: int, shard_size: int) -> list[Shard]:
+    return [Shard(k, start, min(shard_size, n_samples - start))
+            for k, start in enumerate(range(0, n_samples, shard_size))]
+
+
+def shard_is_complete(out_dir: Path, shard: Shard, key: str, verify: bool = True) -> bool:
+    """True when the shard's record matches this generation and its files match their checksums."""
+    record_path = out_dir / shard.record_file
+    if not record_path.is_file():
+        return False
+    try:
+        record = read_json(record_path)
+    except ValueError:
+        return False
+    if (record.get("key"), record.get("start"), record.get("count")) != (key, shard.start, shard.count):
+        return False
+    for file, digest in ((shard.images_file, "sha256"), (shard.labels_file, "labels_sha256")):
+        path = out_dir / file
+        if not path.is_file():
+            return False
+        if verify and sha256_file(path) != record.get(digest):
+            log.warning("%s does not match its recorded checksum; it will be regenerated", path)
+            return False
+    return True
+
+
+def write_shard(out_dir: Path, shard: Shard, images: np.ndarray, labels: np.ndarray, key: str) -> dict[str, Any]:
+    if images.shape[0] != shard.count or labels.shape != (shard.count,):
+        raise RuntimeError(f"shard {shard.stem}: got {images.shape[0]} images / {labels.shape} labels, "
+                           f"expected {shard.count}")
+    (out_dir / "shards").mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / shard.images_file) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(images, dtype=np.uint8))
+    with atomic_path(out_dir / shard.labels_file) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, labels.astype(np.int64))
+    record = {"key": key, "start": shard.start, "count": shard.count,
+              "sha256": sha256_file(out_dir / shard.images_file),
+              "labels_sha256": sha256_file(out_dir / shard.labels_file)}
+    write_json(out_dir / shard.record_file, record)  # written last: its presence marks the shard complete
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------
+# Generation
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Generation:
+    """Everything that determines the images, apart from the model and autoencoder weights."""
+
+    settings: SamplerSettings
+    n_samples: int
+    seed: int
+    labels: str
+    precision: str
+    shard_size: int
+    num_classes: int
+    latent_shape: tuple[int, int, int]
+
+    def key(self, weights_identity: Mapping[str, Any]) -> str:
+        """Hash recorded with each shard; n_samples is left out so that more samples reuse the shards."""
+        fields = asdict(self)
+        fields.pop("n_samples")
+        return params_hash({"generation": fields, "weights": dict(weights_identity)}, length=32)
+
+
+def sample_config(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The `sample` section with defaults filled and checked."""
+    unknown = set(params) - set(SAMPLE_DEFAULTS) - {"sampler", "gpus"}
+    if unknown:
+        raise ValueError(f"unknown sample keys {sorted(unknown)}; allowed: {sorted(SAMPLE_DEFAULTS)}")
+    config = {**SAMPLE_DEFAULTS, **params}
+    for name in ("n_samples", "shard_size", "batch_size"):
+        if int(config[name]) != config[name] or config[name] < 1:
+            raise ValueError(f"sample.{name} must be a positive integer, got {config[name]!r}")
+    if config["labels"] not in LABEL_MODES:
+        raise ValueError(f"sample.labels {config['labels']!r} is not one of {LABEL_MODES}")
+    if config["precision"] not in PRECISIONS:
+        raise ValueError(f"sample.precision {config['precision']!r} is not one of {PRECISIONS}")
+    return config
+
+
+def distributed_context() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from the torchrun/accelerate environment; (0, 1, 0) without one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if world < 1 or not 0 <= rank < world:
+        raise SystemExit(f"bad distributed environment: RANK={rank} WORLD_SIZE={world}")
+    return rank, world, local
+
+
+def generate_shards(out_dir: str | os.PathLike, velocity: Velocity, decode: Callable[[torch.Tensor], torch.Tensor],
+                    generation: Generation, key: str, bias: torch.Tensor, scale: torch.Tensor,
+                    device: torch.device, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
+    """Generate this process's missing shards (r, r+W, ...); returns the indices it generated."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    shards = plan_shards(generation.n_samples, generation.shard_size)[rank::world]
+    todo = [s for s in shards if not shard_is_complete(out_dir, s, key)]
+    log.info("rank %d/%d: %d of its %d shards to generate (%d complete)", rank, world, len(todo), len(shards),
+             len(shards) - len(todo))
+    done = []
+    progress = tqdm(total=sum(s.count for s in todo), desc=f"sample r{rank}", unit="img", disable=not todo,
+                    mininterval=10.0)
+    started = time.perf_counter()
+    for shard in todo:
+        indices = list(range(shard.start, shard.start + shard.count))
+        labels = image_labels(indices, generation.seed, generation.num_classes, generation.labels)
+        images = []
+        for lo in range(0, shard.count, batch_size):
+            batch = indices[lo:lo + batch_size]
+            noise = ImageNoise(batch, generation.seed, generation.latent_shape, device)
+            x1 = noise.draw()
+            y = torch.from_numpy(labels[lo:lo + batch_size]).to(device)
+            with torch.inference_mode():
+                z = run_sampler(velocity, x1, y, generation.settings, noise, generation.num_classes,
+                                generation.precision)
+                images.append(latents_to_images(decode, z, bias, scale))
+            progress.update(len(batch))
+        write_shard(out_dir, shard, np.concatenate(images), labels, key)
+        done.append(shard.index)
+        log.info("rank %d: wrote shard %s (%d images, %.1f img/s overall)", rank, shard.stem, shard.count,
+                 progress.n / max(time.perf_counter() - started, 1e-9))
+    progress.close()
+    return done
+
+
+def write_manifest(out_dir: str | os.PathLike, generation: Generation, key: str, extra: Mapping[str, Any]) -> Path:
+    """Verify every shard and write `manifest.json` (the declared output of the sample rule)."""
+    out_dir = Path(out_dir)
+    entries = []
+    for shard in plan_shards(generation.n_samples, generation.shard_size):
+        if not shard_is_complete(out_dir, shard, key):
+            raise RuntimeError(f"shard {out_dir / shard.images_file} is missing or incomplete; rerun the sample stage")
+        record = read_json(out_dir / shard.record_file)
+        entries.append({"file": shard.images_file, "labels_file": shard.labels_file, "start": shard.start,
+                        "count": shard.count, "sha256": record["sha256"], "labels_sha256": record["labels_sha256"]})
+    manifest = {
+        "format": "repabench-samples-v1",
+        "n_samples": generation.n_samples,
+        "image_shape": None,
+        "shards": entries,
+        "key": key,
+        "sampler": {"name": extra.get("sampler_name"), **asdict(generation.settings)},
+        "labels": generation.labels,
+        "num_classes": generation.num_classes,
+        "seed": generation.seed,
+        "precision": generation.precision,
+        "shard_size": generation.shard_size,
+        **{k: v for k, v in extra.items() if k != "sampler_name"},
+    }
+    first = np.load(out_dir / entries[0]["file"], mmap_mode="r")
+    manifest["image_shape"] = list(first.shape[1:])
+    write_json(out_dir / "manifest.json", manifest)
+    return out_dir / "manifest.json"
+
+
+def load_samples(manifest_path: str | os.PathLike, verify: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Memory-mapped image and label shards of a sample set, in index order."""
+    manifest_path = Path(manifest_path)
+    manifest = read_json(manifest_path)
+    root = manifest_path.parent
+    images, labels = [], []
+    expected = 0
+    for entry in manifest["shards"]:
+        if entry["start"] != expected:
+            raise ValueError(f"{manifest_path}: shard {entry['file']} starts at {entry['start']}, expected {expected}")
+        path = root / entry["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (listed in {manifest_path}); rerun the sample stage")
+        if verify and sha256_file(path) != entry["sha256"]:
+            raise ValueError(f"{path} does not match its checksum in {manifest_path}; delete it and rerun sample")
+        array = np.load(path, mmap_mode="r")
+        if array.shape[0] != entry["count"] or array.dtype != np.uint8:
+            raise ValueError(f"{path}: {array.shape} {array.dtype}, expected {entry['count']} uint8 images")
+        images.append(array)
+        labels.append(np.load(root / entry["labels_file"]))
+        expected += entry["count"]
+    if expected != manifest["n_samples"]:
+        raise ValueError(f"{manifest_path}: shards hold {expected} images, manifest says {manifest['n_samples']}")
+    return images, labels
+
+
+# ----------------------------------------------------------------------------------------------------
+# ADM .npz export (streamed: never holds all images in memory)
+# ----------------------------------------------------------------------------------------------------
+
+def _write_npy_member(archive: zipfile.ZipFile, name: str, chunks: Sequence[np.ndarray]) -> None:
+    dtype = chunks[0].dtype
+    shape = (sum(c.shape[0] for c in chunks), *chunks[0].shape[1:])
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        for chunk in chunks:
+            if chunk.dtype != dtype or chunk.shape[1:] != shape[1:]:
+                raise ValueError(f"{name}: chunk {chunk.shape} {chunk.dtype} does not match {shape} {dtype}")
+            for lo in range(0, chunk.shape[0], 256):
+                member.write(np.ascontiguousarray(chunk[lo:lo + 256]).tobytes())
+
+
+def export_npz(manifest_path: str | os.PathLike, out_path: str | os.PathLike, with_labels: bool = True) -> Path:
+    images, labels = load_samples(manifest_path, verify=True)
+    with atomic_path(out_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            _write_npy_member(archive, "arr_0", images)
+            if with_labels:
+                _write_npy_member(archive, "arr_1", labels)
+    return Path(out_path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stages
+# ----------------------------------------------------------------------------------------------------
+
+def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """SHA-256 of a file, the recorded sidecar checksum of a fetched weight, or a directory listing hash."""
+    from repabench.weights import sidecar
+
+    path = Path(path)
+    record = sidecar(path)
+    if record.is_file():
+        return {"path": str(path), "sha256": read_json(record).get("sha256")}
+    if path.is_dir():
+        listing = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+        return {"path": str(path), "listing": params_hash({"files": listing}, length=32)}
+    return {"path": str(path), "sha256": sha256_file(path)}
+
+
+def _init_distributed(world: int, device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        # Ranks with one shard fewer wait at the final barrier; allow for a long wait.
+        dist.init_process_group(backend, timeout=_dt.timedelta(hours=12))
+
+
+def _barrier(world: int) -> None:
+    import torch.distributed as dist
+
+    if world > 1 and dist.is_initialized():
+        dist.barrier()
+
+
+def _process_device(requested: str, local_rank: int) -> torch.device:
+    device = resolve_device(requested)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def sample_main(argv: list[str]) -> int:
+    parser = stage_parser("sample", "Generate images in resumable, world-size independent shards.")
+    parser.add_argument("--checkpoint", required=True, help="EMA checkpoint (.pt) written by train")
+    parser.add_argument("--latent-stats", required=True, help="latent stats JSON (bias, scale)")
+    parser.add_argument("--autoencoder-kind", required=True, choices=["pca", "sd-vae-ft-mse"])
+    parser.add_argument("--autoencoder", required=True, help="autoencoder weights (file or directory)")
+    parser.add_argument("--out-dir", required=True, help="results/samples/<model>/<enc>/<method>/<step>/<sampler>")
+    parser.add_argument("--params", required=True, help='{"sampler": {...}, "sample": {...}} as JSON or a file')
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    setup(args)
+    params = load_params(args.params)
+    if "sampler" not in params:
+        raise SystemExit("--params needs a 'sampler' entry (mode, steps, ...) and optionally 'sample'")
+    try:
+        settings = SamplerSettings.from_params(params["sampler"])
+        config = sample_config(params.get("sample", {}))
+    except ValueError as exc:
+        raise SystemExit(f"--params: {exc}") from exc
+    sampler_name = params["sampler"].get("name") or Path(args.out_dir).name
+    for path in (args.checkpoint, args.latent_stats, args.autoencoder):
+        if not Path(path).exists():
+            raise SystemExit(f"{path} does not exist; run the stage that produces it first")
+
+    rank, world, local_rank = distributed_context()
+    device = _process_device(args.device, local_rank)
+    _init_distributed(world, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    from repabench.sit import load_generator
+    from repabench.vae import load_autoencoder
+
+    model, meta = load_generator(args.checkpoint, device)
+    model.eval()
+    latent_shape = _latent_shape(model, meta)
+    num_classes = _num_classes(model, meta)
+    bias, scale = load_latent_stats(args.latent_stats, channels=latent_shape[0])
+    _check_latent_stats(meta, bias, scale, args.latent_stats)
+    autoencoder = load_autoencoder(args.autoencoder_kind, args.autoencoder)  # verifies fetched weights itself
+    if hasattr(autoencoder, "to"):
+        autoencoder = autoencoder.to(device)
+
+    generation = Generation(settings, int(config["n_samples"]), int(config["seed"]), config["labels"],
+                            config["precision"], int(config["shard_size"]), num_classes, latent_shape)
+    weights = {"checkpoint": _file_identity(args.checkpoint), "latent_stats": _file_identity(args.latent_stats),
+               "autoencoder": {"kind": args.autoencoder_kind, **_file_identity(args.autoencoder)}}
+    key = generation.key(weights)
+    velocity = _compiled(model, config["compile"])
+    out_dir = Path(args.out_dir)
+    manifest = out_dir / "manifest.json"
+    if rank == 0 and manifest.exists():
+        manifest.unlink()  # stale until every shard of this generation is verified again
+    started = time.perf_counter()
+    generated = generate_shards(out_dir, velocity, autoencoder.decode, generation, key, bias, scale, device,
+                                int(config["batch_size"]), rank, world)
+    elapsed = time.perf_counter() - started
+    _barrier(world)
+    if rank == 0:
+        run = dict(meta.get("run") or {})
+        step = meta.get("step")
+        write_manifest(out_dir, generation, key, {
+            "sampler_name": sampler_name,
+            "run": {"model": run.get("model"), "encoder": run.get("encoder"), "method": run.get("method"),
+                    "step": step, "sampler": sampler_name},
+            "batch_size": int(config["batch_size"]),
+            "world_size": world,
+            "weights": weights,
+            "provenance": provenance("sample", params, [args.checkpoint, args.latent_stats, args.autoencoder],
+                                     device, seed=generation.seed, precision=generation.precision,
+                                     rank0_generated_shards=len(generated), rank0_seconds=round(elapsed, 3)),
+        })
+        log.info("wrote %s (%d samples)", manifest, generation.n_samples)
+    _barrier(world)
+    return 0
+
+
+def _latent_shape(model: Any, meta: Mapping[str, Any]) -> tuple[int, int, int]:
+    kwargs = dict((meta.get("model") or {}).get("kwargs") or {})
+    channels = getattr(model, "in_channels", None) or kwargs.get("in_channels", 4)
+    size = getattr(model, "input_size", None) or kwargs.get("input_size")
+    if size is None:
+        raise SystemExit("cannot tell the latent size from the checkpoint (model.kwargs.input_size is missing)")
+    return int(channels), int(size), int(size)
+
+
+def _num_classes(model: Any, meta: Mapping[str, Any]) -> int:
+    kwargs = dict((meta.get("model") or {}).get("kwargs") or {})
+    value = getattr(model, "num_classes", None) or kwargs.get("num_classes")
+    if value is None:
+        raise SystemExit("cannot tell num_classes from the checkpoint (model.kwargs.num_classes is missing)")
+    return int(value)
+
+
+def _check_latent_stats(meta: Mapping[str, Any], bias: torch.Tensor, scale: torch.Tensor, path: str) -> None:
+    trained = meta.get("latent_stats")
+    if not isinstance(trained, Mapping) or "bias" not in trained or "scale" not in trained:
+        return
+    trained_bias = torch.as_tensor(trained["bias"], dtype=torch.float64).flatten()
+    trained_scale = torch.as_tensor(trained["scale"], dtype=torch.float64).flatten()
+    if (trained_bias.shape != bias.shape or not torch.allclose(trained_bias, bias, rtol=1e-5, atol=1e-7)
+            or not torch.allclose(trained_scale, scale, rtol=1e-5, atol=1e-7)):
+        raise SystemExit(f"{path} differs from the latent statistics the checkpoint was trained with; "
+                         "pass the stats file of the training run")
+
+
+def _compiled(model: torch.nn.Module, compile_model: bool) -> Velocity:
+    if not compile_model:
+        return model
+    return torch.compile(model, dynamic=False)
+
+
+def export_npz_main(argv: list[str]) -> int:
+    parser = stage_parser("export_npz", "Export sample shards to ADM's .npz layout (arr_0 uint8 NHWC, arr_1 labels).")
+    parser.add_argument("--manifest", required=True, help="results/samples/.../manifest.json")
+    parser.add_argument("--out", required=True, help="output .npz")
+    parser.add_argument("--no-labels", action="store_true", help="write arr_0 only")
+    parser.add_argument("--params", default=None, help="unused; accepted for uniformity")
+    args = parser.parse_args(argv)
+    setup(args)
+    load_params(args.params)
+    path = export_npz(args.manifest, args.out, with_labels=not args.no_labels)
+    log.info("wrote %s", path)
+    return 0
