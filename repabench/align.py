@@ -1,0 +1,103 @@
+"""The training objective: linear-path flow matching plus the REPA/iREPA alignment loss (upstream-spec §2.1-2.3).
+
+A method is data (a named config entry): projector kind and size, conv kernel, attachment depth, spatial
+normalisation of the encoder targets and the alignment-loss coefficient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from repabench.sit import ProjectorSpec
+
+SPATIAL_NORMS = ("none", "zscore")
+ZSCORE_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Method:
+    projector: str
+    projector_dim: int = 2048
+    kernel: int = 3
+    spatial_norm: str = "none"
+    alpha: float = 0.6
+    coeff: float = 0.5
+    encoder_depth: int = 8
+    label: str = ""
+
+    @classmethod
+    def from_config(cls, entry: Mapping[str, Any], name: str = "method") -> "Method":
+        unknown = set(entry) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"method {name!r}: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        if "projector" not in entry:
+            raise ValueError(f"method {name!r} has no 'projector' (one of mlp, linear, conv)")
+        method = cls(**entry)
+        if method.spatial_norm not in SPATIAL_NORMS:
+            raise ValueError(f"method {name!r}: spatial_norm {method.spatial_norm!r} is not one of {SPATIAL_NORMS}")
+        return method
+
+    def projector_specs(self, z_dims: Sequence[int]) -> list[ProjectorSpec]:
+        return [ProjectorSpec(self.projector, int(z), hidden=self.projector_dim, kernel=self.kernel) for z in z_dims]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# flow matching
+
+
+def sample_time(batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    """t ~ U(0, 1) per sample (upstream `weighting="uniform"`)."""
+    return torch.rand(batch, device=device, generator=generator)
+
+
+def linear_interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_t = (1 - t) x0 + t eps and the velocity target v = eps - x0 (t = 0 data, t = 1 noise)."""
+    t = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
+    return (1 - t) * x0 + t * noise, noise - x0
+
+
+def denoising_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean of the squared error over C, H, W, then the mean over the batch (in fp32)."""
+    per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+    return per_sample.mean()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# alignment
+
+
+def spatial_normalize(tokens: torch.Tensor, method: str = "zscore", alpha: float = 0.6,
+                      eps: float = ZSCORE_EPS) -> torch.Tensor:
+    """iREPA target normalisation over the token axis, per image and channel, in fp32.
+
+    zscore: (f - alpha * mean_T f) / (std_T f + eps), std unbiased (N - 1) as torch's default.
+    """
+    tokens = tokens.float()
+    if method == "none":
+        return tokens
+    if method != "zscore":
+        raise ValueError(f"unknown spatial normalisation {method!r}; one of {SPATIAL_NORMS}")
+    mean = tokens.mean(dim=1, keepdim=True)
+    std = tokens.std(dim=1, keepdim=True, unbiased=True)
+    return (tokens - alpha * mean) / (std + eps)
+
+
+def alignment_loss(projected: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Negative cosine similarity per token, mean over batch and tokens, averaged over encoders (in fp32)."""
+    if len(projected) != len(targets) or not projected:
+        raise ValueError(f"{len(projected)} projector outputs for {len(targets)} encoder targets")
+    losses = []
+    for z, target in zip(projected, targets):
+        if z.shape != target.shape:
+            raise ValueError(f"projector output {tuple(z.shape)} does not match encoder target {tuple(target.shape)}; "
+                             "the encoder must return one token per SiT token with its embed dim")
+        cosine = (F.normalize(z.float(), dim=-1) * F.normalize(target.float(), dim=-1)).sum(-1)
+        losses.append(-cosine.mean())
+    return torch.stack(losses).mean()
