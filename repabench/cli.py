@@ -12,6 +12,7 @@ import sys
 STAGES: dict[str, tuple[str, str]] = {
     "fetch_weights": ("repabench.weights:fetch_main", "resolve a weight file into resources/ and verify its SHA-256"),
     "prepare_images": ("repabench.data:prepare_images_main", "build the uint8 image store (demo set or ImageNet folder)"),
+    "fit_autoencoder": ("repabench.vae:fit_autoencoder_main", "fit the offline PCA autoencoder on the demo images"),
     "cache_latents": ("repabench.vae:cache_latents_main", "encode images to VAE posterior moments [8,h,w]"),
     "latent_stats": ("repabench.vae:latent_stats_main", "per-channel latent bias/scale (or the constant 0.18215)"),
     "extract_features": ("repabench.encoders:extract_features_main", "encoder patch tokens over an image store"),

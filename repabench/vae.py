@@ -1,0 +1,236 @@
+"""Autoencoders and latents: SD-VAE ft-MSE (real runs), the offline PCA autoencoder (demo), latent statistics.
+
+Both autoencoders share one interface:
+    encode_moments(images uint8 [B,3,H,W]) -> [B, 2C, H/8, W/8]  (posterior mean, then std)
+    decode(z) -> images in [-1, 1]                                 (z is the un-normalised latent)
+Training normalises a posterior sample as (z - bias) * scale; `latent_stats` computes (bias, scale)
+from the data (iREPA) or uses the constant 0.18215 (REPA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from repabench.atomic import atomic_path, read_json, write_json
+from repabench.params import load_params, resolve_device, setup, stage_parser
+from repabench.provenance import provenance, sha256_file
+from repabench.store import Store, StoreWriter
+from repabench.weights import WeightSpec, register, verified_path
+
+SD_VAE_SCALE = 0.18215
+SD_VAE_WEIGHTS = register(WeightSpec(
+    "sd-vae-ft-mse",
+    "hfrepo:stabilityai/sd-vae-ft-mse@main",
+    None,
+    note="diffusers AutoencoderKL snapshot (config.json + weights); checksum recorded on first fetch",
+))
+SD_VAE_CONFIG: dict[str, Any] = {  # the published sd-vae-ft-mse config.json
+    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
+    "block_out_channels": [128, 256, 512, 512], "sample_size": 256, "act_fn": "silu",
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8-valued [B,3,H,W] -> float in [-1, 1] (x / 127.5 - 1, as REPA feeds the VAE)."""
+    return images.float() / 127.5 - 1.0
+
+
+class SDVAE(torch.nn.Module):
+    """diffusers AutoencoderKL behind the shared interface."""
+
+    kind = "sd-vae-ft-mse"
+
+    def __init__(self, vae: torch.nn.Module):
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "SDVAE":
+        from diffusers import AutoencoderKL
+
+        if path is None:
+            return cls(AutoencoderKL(**SD_VAE_CONFIG))  # random init of the real architecture (tests)
+        return cls(AutoencoderKL.from_pretrained(str(verified_path(path, SD_VAE_WEIGHTS.name))))
+
+    @torch.inference_mode()
+    def encode_moments(self, images: torch.Tensor) -> torch.Tensor:
+        dist = self.vae.encode(to_unit_range(images).to(self.vae.dtype)).latent_dist
+        return torch.cat([dist.mean, dist.std], dim=1).float()
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z.to(self.vae.dtype)).sample.float()
+
+
+class PCAAutoencoder(torch.nn.Module):
+    """An f8 linear autoencoder: PCA of 8x8x3 pixel patches (the offline demo's stand-in for SD-VAE).
+
+    The encoder is deterministic, so the posterior std is zero; the decoder is exact on the PCA subspace.
+    """
+
+    kind = "pca"
+    patch = 8
+
+    def __init__(self, mean: torch.Tensor, components: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.float())              # [3*8*8]
+        self.register_buffer("components", components.float())  # [C, 3*8*8], orthonormal rows
+
+    @property
+    def channels(self) -> int:
+        return self.components.shape[0]
+
+    @classmethod
+    def fit(cls, images: np.ndarray, channels: int = 4, max_patches: int = 200_000, seed: int = 0) -> "PCAAutoencoder":
+        x = to_unit_range(torch.from_numpy(np.array(images)).permute(0, 3, 1, 2))
+        patches = F.pixel_unshuffle(x, cls.patch).permute(0, 2, 3, 1).reshape(-1, 3 * cls.patch ** 2).double()
+        if patches.shape[0] > max_patches:
+            gen = torch.Generator().manual_seed(seed)
+            patches = patches[torch.randperm(patches.shape[0], generator=gen)[:max_patches]]
+        mean = patches.mean(0)
+        cov = (patches - mean).T @ (patches - mean) / (patches.shape[0] - 1)
+        eigvals, eigvecs = torch.linalg.eigh(cov)
+        components = eigvecs[:, torch.argsort(eigvals, descending=True)[:channels]].T
+        components = components * torch.sign(components.sum(1, keepdim=True) + 1e-12)  # deterministic sign
+        return cls(mean, components)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PCAAutoencoder":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"demo autoencoder {path} is missing; run `snakemake {path}`")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(state["mean"], state["components"])
+
+    def save(self, path: str | Path, meta: dict[str, Any]) -> None:
+        with atomic_path(path) as tmp:
+            torch.save({"mean": self.mean, "components": self.components, "meta": json.dumps(meta, default=str)}, tmp)
+
+    @torch.inference_mode()
+    def encode_moments(self, images: torch.Tensor) -> torch.Tensor:
+        patches = F.pixel_unshuffle(to_unit_range(images).to(self.mean.device), self.patch)  # [B, 192, h, w]
+        mean = torch.einsum("cp,bphw->bchw", self.components, patches - self.mean[None, :, None, None])
+        return torch.cat([mean, torch.zeros_like(mean)], dim=1)
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        patches = torch.einsum("cp,bchw->bphw", self.components, z.float()) + self.mean[None, :, None, None]
+        return F.pixel_shuffle(patches, self.patch).clamp(-1, 1)
+
+
+def load_autoencoder(kind: str, path: str | Path | None) -> torch.nn.Module:
+    if kind == "pca":
+        return PCAAutoencoder.load(path)
+    if kind == "sd-vae-ft-mse":
+        return SDVAE.load(path)
+    raise ValueError(f"unknown autoencoder kind {kind!r}; use 'pca' (demo) or 'sd-vae-ft-mse'")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1]."""
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def latent_statistics(moments: np.ndarray, mode: str, channels: int, seed: int = 0, chunk: int = 4096) -> dict[str, Any]:
+    """Per-channel bias and scale of posterior samples (mode data), or SD's constant (mode constant)."""
+    if mode == "constant":
+        return {"mode": "constant", "bias": [0.0] * channels, "scale": [SD_VAE_SCALE] * channels}
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros(channels, dtype=torch.float64)
+    total_sq = torch.zeros(channels, dtype=torch.float64)
+    count = 0
+    for start in range(0, moments.shape[0], chunk):
+        block = torch.from_numpy(np.asarray(moments[start:start + chunk], dtype=np.float32))
+        mean, std = block[:, :channels], block[:, channels:]
+        sample = (mean + std * torch.randn(mean.shape, generator=gen)).double()
+        total += sample.sum((0, 2, 3))
+        total_sq += (sample ** 2).sum((0, 2, 3))
+        count += sample.numel() // channels
+    mu = total / count
+    var = total_sq / count - mu ** 2
+    return {"mode": "data", "bias": mu.tolist(), "scale": (1.0 / var.clamp_min(1e-12).sqrt()).tolist()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages
+
+
+def fit_autoencoder_main(argv: list[str]) -> int:
+    parser = stage_parser("fit_autoencoder", "Fit the offline PCA autoencoder on an image store (demo).")
+    parser.add_argument("--images", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--params", required=True, help="the config `vae` section plus `seed`")
+    args = parser.parse_args(argv)
+    setup(args)
+    params = load_params(args.params)
+    store = Store(args.images)
+    model = PCAAutoencoder.fit(store["images"], params["vae"]["channels"], seed=params.get("seed", 0))
+    model.save(args.out, provenance("fit_autoencoder", params, [args.images]))
+    return 0
+
+
+def cache_latents_main(argv: list[str]) -> int:
+    parser = stage_parser("cache_latents", "Encode an image store to posterior moments [8,h,w], paired by index.")
+    parser.add_argument("--images", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--autoencoder", default=None, help="PCA file or SD-VAE snapshot dir (resources/weights/...)")
+    parser.add_argument("--params", required=True, help="the config `vae` section")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    setup(args)
+    params = load_params(args.params)
+    vae_params = params["vae"]
+    device = resolve_device(args.device)
+    model = load_autoencoder(vae_params["kind"], args.autoencoder).to(device)
+    store = Store(args.images)
+    images = store["images"]
+    n, res = images.shape[0], images.shape[1]
+    if res % 8:
+        raise SystemExit(f"{args.images}: resolution {res} is not a multiple of 8 (the f8 autoencoders need it)")
+    channels = 2 * vae_params["channels"]
+    from tqdm import tqdm
+
+    batch = vae_params["batch_size"]
+    with StoreWriter(args.out, {"moments": ((n, channels, res // 8, res // 8), np.float32),
+                                "labels": ((n,), np.int64)}) as writer:
+        writer["labels"][:] = store["labels"]
+        for start in tqdm(range(0, n, batch), desc="cache_latents", mininterval=5):
+            x = torch.from_numpy(np.array(images[start:start + batch])).permute(0, 3, 1, 2).to(device)
+            writer["moments"][start:start + x.shape[0]] = model.encode_moments(x).cpu().numpy()
+        inputs = [args.images] + ([args.autoencoder] if args.autoencoder else [])
+        writer.commit({
+            "autoencoder": vae_params["kind"],
+            "images_manifest_sha256": sha256_file(Path(args.images) / "manifest.json"),
+            "provenance": provenance("cache_latents", params, inputs, device),
+        })
+    return 0
+
+
+def latent_stats_main(argv: list[str]) -> int:
+    parser = stage_parser("latent_stats", "Per-channel latent (bias, scale) from the training latents.")
+    parser.add_argument("--latents", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--params", required=True, help="the config `vae` section plus `seed`")
+    args = parser.parse_args(argv)
+    setup(args)
+    params = load_params(args.params)
+    store = Store(args.latents)
+    stats = latent_statistics(store["moments"], params["vae"]["latent_norm"], params["vae"]["channels"],
+                              params.get("seed", 0))
+    stats["provenance"] = provenance("latent_stats", params, [args.latents])
+    write_json(args.out, stats)
+    return 0
+
+
+def read_latent_stats(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    stats = read_json(path)
+    return torch.tensor(stats["bias"]).view(1, -1, 1, 1), torch.tensor(stats["scale"]).view(1, -1, 1, 1)

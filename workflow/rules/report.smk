@@ -1,0 +1,59 @@
+# Aggregation: correlation statistics across encoders, then the HTML/PDF report.
+
+
+def eval_jsons():
+    return expand(
+        "results/eval/{run}/{step}/{sampler}.json", run=run_dirs(), step=STEPS, sampler=SAMPLER
+    )
+
+
+rule correlate:
+    input:
+        evals=eval_jsons(),
+        spatial=expand("results/spatial/{encoder}.json", encoder=ENCODERS),
+        probe=expand("results/probe/{encoder}.json", encoder=ENCODERS),
+    output:
+        table="results/correlate/table.csv",
+        stats="results/correlate/correlation.json",
+    log:
+        "results/logs/correlate/correlate.log",
+    params:
+        p=stage_params("report", "name", "run_methods", "models", "encoders", sampler=SAMPLER),
+    conda:
+        "../../envs/repabench.yaml"
+    shell:
+        "{PYTHON} -m repabench correlate --evals {input.evals} --spatial {input.spatial} "
+        "--probe {input.probe} --out-table {output.table} --out-json {output.stats} "
+        "--params {params.p:q} > {log} 2>&1"
+
+
+rule report:
+    input:
+        table="results/correlate/table.csv",
+        stats="results/correlate/correlation.json",
+        curves=expand("results/eval/{run}/{sampler}.csv", run=run_dirs(), sampler=SAMPLER),
+        train_logs=expand("results/train/{run}/log.json", run=run_dirs()),
+    output:
+        html=report(
+            "results/report/report.html",
+            caption="../report/report_html.rst",
+            category="Final report",
+        ),
+        pdf=report(
+            "results/report/report.pdf",
+            caption="../report/report_pdf.rst",
+            category="Final report",
+        ),
+        figures=directory("results/report/figures"),
+    log:
+        "results/logs/report/report.log",
+    params:
+        p=stage_params("report", "name", "run_methods", "models", "encoders", "methods", "samplers", "sample", "train", "data", "vae", "evaluate", sampler=SAMPLER),
+        configfiles=lambda wildcards: " ".join(workflow.configfiles) if workflow.configfiles else "",
+    conda:
+        "../../envs/repabench.yaml"
+    shell:
+        "{PYTHON} -m repabench report --table {input.table} --stats {input.stats} --curves {input.curves} "
+        "--train-logs {input.train_logs} --benchmarks-dir results/benchmarks --weights-dir "
+        "{config[resources][weights_dir]} --out-html {output.html} --out-pdf {output.pdf} "
+        "--figures-dir {output.figures} --params {params.p:q} > {log} 2>&1"
