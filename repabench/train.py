@@ -1,0 +1,730 @@
+"""Training SiT with REPA / iREPA on cached latents: the `train` stage (upstream-spec §2).
+
+One run = (model, encoder(s), method). A step: a fresh posterior sample x0 = (mean + std*eps - bias) * scale,
+t ~ U(0,1), x_t = (1-t) x0 + t eps', loss = MSE(v_pred, eps' - x0) + coeff * mean_enc(-cos(proj(h), target)),
+where the targets are the encoder's patch tokens of the same raw image (spatially normalised for iREPA).
+AdamW, constant lr, clip 1.0, EMA over every parameter, on `accelerate` (one process per GPU).
+
+Resumable state lives in `<state-root>/<params-hash>/` (outside the declared outputs, which Snakemake deletes
+when a job fails): `state.pt` (model, EMA, optimizer, grad scaler, RNG of every rank, data position, step, log
+history), `params.json`, and `checkpoints/<step>.pt` (EMA generators, hard-linked or copied into the run's
+output directory). The run resumes from `state.pt` by itself, refuses a state whose parameters differ, and stops
+cleanly with exit code 75 before its time budget or on SIGTERM/SIGUSR1 so a resubmission continues it.
+
+Multi-GPU: `accelerate launch --num_processes N -m repabench train ...`; several nodes:
+`accelerate launch --num_machines M --machine_rank $SLURM_NODEID --main_process_ip $MASTER --main_process_port
+29500 --num_processes $((N*M)) -m repabench train ...` (the global batch is split evenly over all processes).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import resource
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from repabench.align import Method, alignment_loss, denoising_loss, linear_interpolant, sample_time, spatial_normalize
+from repabench.atomic import atomic_path, read_json, write_json
+from repabench.params import load_params, resolve_device, setup, stage_parser
+from repabench.provenance import params_hash, provenance
+from repabench.sit import MODEL_CONFIGS, build_sit, generator_kwargs, generator_state_dict, model_slug
+from repabench.store import Store
+
+log = logging.getLogger("repabench.train")
+
+EXIT_RESUBMIT = 75  # EX_TEMPFAIL: stopped cleanly, state saved, rerun to continue
+STATE_FORMAT = "repabench-train-state-v1"
+STATE_FILE = "state.pt"
+TIME_BUDGET_ENV = "REPABENCH_TIME_BUDGET_MIN"
+SLURM_MARGIN_S = 120.0
+# train keys that do not change the trajectory of a run: excluded from the state hash so that a run can be
+# extended (steps), checkpointed differently, or resumed on another machine with other throughput settings
+_NON_TRAJECTORY_KEYS = ("steps", "checkpoint_steps", "state_every", "time_budget_min", "num_workers", "gpus",
+                        "compile", "log_every")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 400_000
+    checkpoint_steps: tuple[int, ...] = (100_000, 200_000, 300_000, 400_000)
+    state_every: int = 5000
+    global_batch: int = 256
+    lr: float = 1e-4
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    mixed_precision: str = "bf16"
+    tf32: bool = True
+    compile: bool = True
+    class_dropout: float = 0.1
+    cache_targets: bool = False
+    num_workers: int = 8
+    gpus: int = 1
+    time_budget_min: float | None = None
+    log_every: int = 100
+
+    @classmethod
+    def from_config(cls, entry: Mapping[str, Any]) -> "TrainConfig":
+        unknown = set(entry) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"train: unknown keys {sorted(unknown)}")
+        values = dict(entry)
+        for key in ("checkpoint_steps", "adam_betas"):
+            if key in values:
+                values[key] = tuple(values[key])
+        cfg = cls(**values)
+        if cfg.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"train.mixed_precision {cfg.mixed_precision!r} must be no, fp16 or bf16")
+        late = [s for s in cfg.checkpoint_steps if s > cfg.steps]
+        if late:
+            raise ValueError(f"train.checkpoint_steps {late} exceed train.steps {cfg.steps}; lower them or raise steps")
+        if min(cfg.steps, cfg.state_every, cfg.global_batch, cfg.log_every) < 1:
+            raise ValueError("train.steps, state_every, global_batch and log_every must be >= 1")
+        return cfg
+
+    def trajectory(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class LatentStats:
+    bias: list[float]
+    scale: list[float]
+    mode: str
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, channels: int) -> "LatentStats":
+        raw = read_json(path)
+        try:
+            stats = cls(bias=[float(b) for b in raw["bias"]], scale=[float(s) for s in raw["scale"]],
+                        mode=str(raw.get("mode", "data")))
+        except KeyError as exc:
+            raise ValueError(f"{path}: latent stats need 'bias' and 'scale' lists ({exc} missing)") from exc
+        if len(stats.bias) != channels or len(stats.scale) != channels:
+            raise ValueError(f"{path}: {len(stats.bias)} bias / {len(stats.scale)} scale values for {channels} "
+                             "latent channels; rerun latent_stats on this latent store")
+        return stats
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item `step` = this rank's share of the global batch of that step.
+
+    The order is a function of (seed, epoch) only: epoch e visits a permutation drawn from a generator seeded
+    with (seed, e), in chunks of global_batch (drop_last). So the data position is the step itself, and a
+    resumed run reads exactly the batches it would have read.
+    """
+
+    def __init__(self, images: Path, latents: Path, seed: int, global_batch: int, rank: int, world: int,
+                 need_images: bool):
+        self.images_path, self.latents_path = images, latents
+        self.seed, self.global_batch, self.rank, self.world = seed, global_batch, rank, world
+        self.need_images = need_images
+        self.count = Store(latents).count
+        self.steps_per_epoch = self.count // global_batch
+        self.per_rank = global_batch // world
+        self._stores: tuple[Store, Store] | None = None
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:  # only used through an explicit sampler
+        return 1 << 62
+
+    def position(self, step: int) -> dict[str, int]:
+        return {"epoch": step // self.steps_per_epoch, "batch_in_epoch": step % self.steps_per_epoch}
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.count))
+        chunk = self._perm[1][within * self.global_batch:(within + 1) * self.global_batch]
+        return np.sort(chunk[self.rank * self.per_rank:(self.rank + 1) * self.per_rank])
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        if self._stores is None:  # opened lazily: one memory map per data-loader worker
+            self._stores = (Store(self.images_path), Store(self.latents_path))
+        images, latents = self._stores
+        idx = self.indices(step)
+        batch = {"index": torch.from_numpy(idx.astype(np.int64)),
+                 "moments": torch.from_numpy(np.ascontiguousarray(latents["moments"][idx], dtype=np.float32)),
+                 "label": torch.from_numpy(np.asarray(latents["labels"][idx], dtype=np.int64))}
+        if self.need_images:
+            batch["image"] = torch.from_numpy(np.ascontiguousarray(images["images"][idx])).permute(0, 3, 1, 2)
+        return batch
+
+
+def check_inputs(images: Path, latents: Path) -> tuple[Store, Store]:
+    image_store, latent_store = Store(images), Store(latents)
+    if "moments" not in latent_store or "labels" not in latent_store:
+        raise ValueError(f"{latents} is not a latent store (needs 'moments' and 'labels'); run cache_latents")
+    if "images" not in image_store:
+        raise ValueError(f"{images} is not an image store (needs 'images'); run prepare_images")
+    if image_store.count != latent_store.count:
+        raise ValueError(f"{images} has {image_store.count} images but {latents} has {latent_store.count} latents; "
+                         "they are paired by index, rerun cache_latents on this image store")
+    if not np.array_equal(np.asarray(image_store["labels"]), np.asarray(latent_store["labels"])):
+        raise ValueError(f"labels of {images} and {latents} differ; rerun cache_latents on this image store")
+    return image_store, latent_store
+
+
+# --------------------------------------------------------------------------------------------------------------
+# encoder targets
+
+
+def build_target_encoder(name: str, weights_dir: str | os.PathLike) -> torch.nn.Module:
+    """The frozen target encoder of the registry (module-level so tests can substitute a stand-in)."""
+    from repabench.encoders import build_encoder
+
+    return build_encoder(name, weights_dir)
+
+
+class Targets:
+    """Encoder patch tokens for a batch: online from the raw images, or looked up in a per-image cache."""
+
+    def __init__(self, encoders: Sequence[torch.nn.Module], grid: int, method: Method, device: torch.device,
+                 autocast: Callable[[], Any]):
+        self.encoders = [enc.to(device).eval().requires_grad_(False) for enc in encoders]
+        self.grid, self.method, self.device, self.autocast = grid, method, device, autocast
+        self.cache: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def compute(self, images: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for encoder in self.encoders:
+            with self.autocast():
+                tokens = encoder(images, self.grid)
+            if tokens.shape[1] != self.grid * self.grid:
+                raise ValueError(f"encoder returned {tokens.shape[1]} tokens, SiT has {self.grid}x{self.grid}")
+            out.append(spatial_normalize(tokens, self.method.spatial_norm, self.method.alpha))
+        return out
+
+    def z_dims(self, probe: torch.Tensor) -> list[int]:
+        return [int(t.shape[-1]) for t in self.compute(probe.to(self.device))]
+
+    @torch.no_grad()
+    def build_cache(self, images: np.ndarray, batch: int = 64, show: bool = True,
+                    limit_bytes: int = 16 << 30) -> None:
+        from tqdm import tqdm
+
+        n = images.shape[0]
+        dims = self.z_dims(torch.from_numpy(np.array(images[:1])).permute(0, 3, 1, 2))
+        need = n * self.grid * self.grid * sum(dims) * 4
+        if need > limit_bytes:
+            raise ValueError(f"caching encoder targets needs {need / 2**30:.1f} GiB for {n} images; "
+                             "set train.cache_targets: false (targets are then computed online)")
+        self.cache = [torch.empty(n, self.grid * self.grid, d, device=self.device) for d in dims]
+        for start in tqdm(range(0, n, batch), desc="encoder targets", disable=not show, mininterval=5):
+            chunk = torch.from_numpy(np.array(images[start:start + batch])).permute(0, 3, 1, 2)
+            for table, value in zip(self.cache, self.compute(chunk.to(self.device))):
+                table[start:start + chunk.shape[0]] = value
+        self.encoders = []  # no longer needed: free their memory
+
+    def __call__(self, batch: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        if self.cache is not None:
+            index = batch["index"].to(self.device)
+            return [table[index] for table in self.cache]
+        return self.compute(batch["image"].to(self.device, non_blocking=True))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# EMA and stop signals
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, over every parameter (fp32 EMA)."""
+    ema_params = list(ema.parameters())
+    params = [p.detach().to(e.dtype) for p, e in zip(model.parameters(), ema_params)]
+    torch._foreach_mul_(ema_params, decay)
+    torch._foreach_add_(ema_params, params, alpha=1.0 - decay)
+
+
+class StopSignal:
+    """Set by SIGTERM / SIGUSR1 (SLURM's pre-timeout signal); checked between steps."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignal":
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def time_budget_seconds(cli_minutes: float | None, config_minutes: float | None) -> float | None:
+    """The tightest of --time-budget-min, $REPABENCH_TIME_BUDGET_MIN, train.time_budget_min, SLURM's end time."""
+    budgets = []
+    for minutes in (cli_minutes, os.environ.get(TIME_BUDGET_ENV), config_minutes):
+        if minutes not in (None, ""):
+            budgets.append(float(minutes) * 60.0)
+    end = os.environ.get("SLURM_JOB_END_TIME")
+    if end and end.isdigit():
+        budgets.append(float(end) - time.time() - SLURM_MARGIN_S)
+    return min(budgets) if budgets else None
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Put `src` at `dst` atomically: a hard link where the file system allows it, else a copy."""
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class RunSpec:
+    images: Path
+    latents: Path
+    latent_stats: Path
+    encoders: list[str]
+    weights_dir: Path
+    model: str
+    method_name: str
+    method: Method
+    train: TrainConfig
+    seed: int
+    out_dir: Path
+    state_root: Path
+    state_dir: Path | None = None
+    time_budget_min: float | None = None
+    device: str = "auto"
+    show_progress: bool = True
+    data_identity: dict[str, Any] = field(default_factory=dict)
+
+    def run_params(self) -> dict[str, Any]:
+        """Everything that changes the trajectory of the run; its hash names the state directory."""
+        method = {k: v for k, v in self.method.as_dict().items() if k != "label"}
+        params = {"model": self.model, "encoders": list(self.encoders), "method": method,
+                  "train": self.train.trajectory(), "seed": self.seed, "data": self.data_identity}
+        return json.loads(json.dumps(params))  # as it reads back from params.json (tuples become lists)
+
+
+def data_identity(images: Store, latents: Store, stats: LatentStats) -> dict[str, Any]:
+    """Content identity of the inputs (array checksums from the manifests), independent of their paths."""
+    def sums(store: Store) -> dict[str, str]:
+        return {name: entry.get("sha256") for name, entry in sorted(store.manifest["arrays"].items())}
+
+    return {"images": sums(images), "latents": sums(latents), "latent_stats": stats.as_dict()}
+
+
+class Trainer:
+    def __init__(self, spec: RunSpec):
+        from accelerate import Accelerator
+
+        self.spec = spec
+        cfg = spec.train
+        device = resolve_device(spec.device)
+        precision = cfg.mixed_precision
+        if device.type == "cpu" and precision != "no":
+            log.warning("mixed precision %s is not used on CPU; training in fp32", precision)
+            precision = "no"
+        self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+        self.device = self.accelerator.device
+        self.precision = precision
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self.main = self.accelerator.is_main_process
+        if cfg.global_batch % self.world:
+            raise ValueError(f"train.global_batch {cfg.global_batch} is not divisible by {self.world} processes")
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
+
+        image_store, latent_store = check_inputs(spec.images, spec.latents)
+        moments = latent_store["moments"]
+        if moments.ndim != 4 or moments.shape[1] % 2:
+            raise ValueError(f"{spec.latents}: moments must be [N, 2C, h, w], got {moments.shape}")
+        channels, self.latent_size = moments.shape[1] // 2, moments.shape[2]
+        self.stats = LatentStats.load(spec.latent_stats, channels)
+        self.num_classes = int(image_store.meta("num_classes") or int(np.max(latent_store["labels"])) + 1)
+        if latent_store.count < cfg.global_batch:
+            raise ValueError(f"train.global_batch {cfg.global_batch} exceeds the {latent_store.count} training images")
+        spec.data_identity = data_identity(image_store, latent_store, self.stats)
+        self.run_params = spec.run_params()
+        self.hash = params_hash(self.run_params)
+        self.state_dir = spec.state_dir or (spec.state_root / self.hash)
+        self._check_state_params()
+
+        patch = MODEL_CONFIGS[spec.model]["patch_size"]
+        self.grid = self.latent_size // patch
+        torch.manual_seed(spec.seed + self.rank)  # as upstream: seed + process index
+        np.random.seed((spec.seed + self.rank) % 2**32)
+        aligned = spec.method.coeff > 0
+        self.targets: Targets | None = None
+        z_dims: list[int] = []
+        if aligned:
+            encoders = [build_target_encoder(name, spec.weights_dir) for name in spec.encoders]
+            self.targets = Targets(encoders, self.grid, spec.method, self.device, self.accelerator.autocast)
+            if cfg.cache_targets:
+                self.targets.build_cache(image_store["images"], show=spec.show_progress and self.main)
+                z_dims = [int(t.shape[-1]) for t in self.targets.cache]
+            else:
+                probe = torch.from_numpy(np.array(image_store["images"][:1])).permute(0, 3, 1, 2)
+                z_dims = self.targets.z_dims(probe)
+        projectors = spec.method.projector_specs(z_dims) if aligned else None
+        self.net = build_sit(spec.model, self.latent_size, in_channels=channels, num_classes=self.num_classes,
+                             projectors=projectors, encoder_depth=spec.method.encoder_depth,
+                             class_dropout_prob=cfg.class_dropout).to(self.device)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.optimizer = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr,
+                                           betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+                                           weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(self.net, self.optimizer)
+        if cfg.compile and self.device.type == "cuda":
+            self.model = torch.compile(self.model)
+        self.data = StepBatches(spec.images, spec.latents, spec.seed, cfg.global_batch, self.rank, self.world,
+                                need_images=aligned and not cfg.cache_targets)
+        self.bias = torch.tensor(self.stats.bias, device=self.device).view(1, -1, 1, 1)
+        self.scale = torch.tensor(self.stats.scale, device=self.device).view(1, -1, 1, 1)
+        self.step = 0
+        self.history: dict[str, Any] = {"entries": [], "segments": []}
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    def _check_state_params(self) -> None:
+        recorded = self.state_dir / "params.json"
+        if recorded.exists():
+            previous = read_json(recorded)
+            if previous != self.run_params:
+                changed = sorted(k for k in set(previous) | set(self.run_params)
+                                 if previous.get(k) != self.run_params.get(k))
+                raise SystemExit(f"{self.state_dir} holds a run with different parameters (differs in {changed}); "
+                                 "refusing to resume into it. Use the default state directory (keyed by the "
+                                 "parameter hash) or delete this one to start over.")
+
+    def resume(self) -> bool:
+        path = self.state_dir / STATE_FILE
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT or state.get("params_hash") != self.hash:
+            raise SystemExit(f"{path} was written for parameters {state.get('params_hash')}, this run is {self.hash}; "
+                             "refusing to resume. Delete the state directory to start over.")
+        self.net.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        scaler = self.accelerator.scaler
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.history = state["history"]
+        if state["world_size"] == self.world:
+            set_rng_state(state["rng"][self.rank], self.device)
+        else:
+            log.warning("state saved with %d processes, resuming with %d: RNG streams are reseeded",
+                        state["world_size"], self.world)
+            torch.manual_seed(self.spec.seed + self.rank + 1_000_003 * self.step)
+        log.info("resumed %s at step %d", path, self.step)
+        return True
+
+    def save_state(self) -> None:
+        rng = [rng_state(self.device)]
+        if self.world > 1:
+            from accelerate.utils import gather_object
+
+            rng = gather_object(rng)
+        if self.main:
+            scaler = self.accelerator.scaler
+            state = {"format": STATE_FORMAT, "params_hash": self.hash, "step": self.step,
+                     "model": self.net.state_dict(), "ema": self.ema.state_dict(),
+                     "optimizer": self.optimizer.state_dict(),
+                     "scaler": scaler.state_dict() if scaler is not None else None,
+                     "rng": rng, "world_size": self.world, "data_position": self.data.position(self.step),
+                     "history": self.history}
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            if not (self.state_dir / "params.json").exists():
+                write_json(self.state_dir / "params.json", self.run_params)
+            with atomic_path(self.state_dir / STATE_FILE) as tmp:
+                torch.save(state, tmp)
+        self.accelerator.wait_for_everyone()
+
+    def checkpoint_path(self, step: int, root: Path | None = None) -> Path:
+        return (root or self.state_dir) / "checkpoints" / f"{step:07d}.pt"
+
+    def save_checkpoint(self) -> None:
+        if not self.main:
+            return
+        spec = self.spec
+        ckpt = {"ema": {k: v.detach().cpu().clone() for k, v in generator_state_dict(self.ema.state_dict()).items()},
+                "model": {"name": spec.model, "kwargs": generator_kwargs(self.net, spec.train.class_dropout)},
+                "step": self.step,
+                "run": {"model": model_slug(spec.model), "encoder": ",".join(spec.encoders),
+                        "method": spec.method_name},
+                "method": spec.method.as_dict(),
+                "latent_stats": self.stats.as_dict(),
+                "provenance": self.provenance()}
+        with atomic_path(self.checkpoint_path(self.step)) as tmp:
+            torch.save(ckpt, tmp)
+        self.publish_checkpoints()
+
+    def publish_checkpoints(self) -> None:
+        """Expose every checkpoint of the state directory in the run's output directory."""
+        if not self.main:
+            return
+        for step in self.spec.train.checkpoint_steps:
+            src, dst = self.checkpoint_path(step), self.checkpoint_path(step, self.spec.out_dir)
+            if src.exists() and not (dst.exists() and os.path.samefile(src, dst)):
+                link_or_copy(src, dst)
+
+    def provenance(self) -> dict[str, Any]:
+        spec = self.spec
+        return provenance("train", self.run_params, [spec.images, spec.latents, spec.latent_stats], self.device,
+                          params_hash_state=self.hash, seed=spec.seed, precision=self.precision,
+                          world_size=self.world, compile=bool(spec.train.compile and self.device.type == "cuda"),
+                          encoders=list(spec.encoders))
+
+    # -- training ---------------------------------------------------------------------------------------------
+
+    def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        spec, cfg = self.spec, self.spec.train
+        moments = batch["moments"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        mean, std = moments.chunk(2, dim=1)
+        x0 = (mean + std * torch.randn_like(mean) - self.bias) * self.scale
+        t = sample_time(x0.shape[0], device=self.device)
+        x_t, v_target = linear_interpolant(x0, torch.randn_like(x0), t)
+        targets = self.targets(batch) if self.targets is not None else None
+        self.model.train()
+        with self.accelerator.autocast():
+            out = self.model(x_t, t, labels)
+        velocity, zs = out if isinstance(out, tuple) else (out, None)
+        loss_denoise = denoising_loss(velocity, v_target)
+        loss_align = alignment_loss(zs, targets) if targets is not None else torch.zeros((), device=self.device)
+        loss = loss_denoise + spec.method.coeff * loss_align
+        self.accelerator.backward(loss)
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        ema_update(self.ema, self.net, cfg.ema_decay)
+        return {"loss": loss.detach(), "denoise": loss_denoise.detach(), "align": loss_align.detach(),
+                "grad_norm": torch.as_tensor(grad_norm, device=self.device).detach().float()}
+
+    def _should_stop(self, stop: StopSignal, deadline: float | None, step_s: float, save_s: float) -> str | None:
+        reason = stop.received
+        if reason is None and deadline is not None and time.monotonic() + 2 * step_s + save_s >= deadline:
+            reason = "time budget"
+        if self.world > 1:
+            flag = torch.tensor([1.0 if reason else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            if flag.item() and reason is None:
+                reason = "stop requested by another process"
+        return reason
+
+    def run(self) -> int:
+        from tqdm import tqdm
+
+        spec, cfg = self.spec, self.spec.train
+        started = time.monotonic()
+        budget = time_budget_seconds(spec.time_budget_min, cfg.time_budget_min)
+        deadline = started + budget if budget is not None else None
+        self.resume()
+        self._check_reachable_checkpoints()
+        self.publish_checkpoints()
+        segment = {"start_step": self.step, "processes": self.world, "device": str(self.device)}
+        if self.step >= cfg.steps:
+            self._finish(segment, started)
+            return 0
+        loader = torch.utils.data.DataLoader(
+            self.data, batch_size=None, sampler=range(self.step, cfg.steps), num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda", prefetch_factor=4 if cfg.num_workers > 0 else None,
+            generator=torch.Generator())  # its seed draw must not consume the global RNG (exact resume)
+        progress = tqdm(total=cfg.steps, initial=self.step, desc=f"train {model_slug(spec.model)}",
+                        disable=not (spec.show_progress and self.main), mininterval=1 if sys.stderr.isatty() else 30)
+        window: dict[str, torch.Tensor] = {}
+        window_steps, window_start = 0, time.monotonic()
+        step_s, save_s = 0.0, 1.0
+        status = 0
+        with StopSignal() as stop:
+            for batch in loader:
+                tick = time.monotonic()
+                metrics = self.train_step(batch)
+                for key, value in metrics.items():
+                    window[key] = window.get(key, 0) + value
+                window_steps += 1
+                self.step += 1
+                progress.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self._log_window(window, window_steps, time.monotonic() - window_start, progress)
+                    window, window_steps, window_start = {}, 0, time.monotonic()
+                if self.step in cfg.checkpoint_steps:
+                    self.save_checkpoint()
+                step_s = 0.9 * step_s + 0.1 * (time.monotonic() - tick) if step_s else time.monotonic() - tick
+                if self.step < cfg.steps and (self.step % cfg.state_every == 0 or self.step in cfg.checkpoint_steps):
+                    save_s = self._timed_save()
+                if self.step >= cfg.steps:
+                    break
+                reason = self._should_stop(stop, deadline, step_s, save_s)
+                if reason:
+                    if window_steps:
+                        self._log_window(window, window_steps, time.monotonic() - window_start, progress)
+                    segment.update(end_step=self.step, wall_s=round(time.monotonic() - started, 3), stopped=reason)
+                    self.history["segments"].append(segment)
+                    self._timed_save()
+                    log.warning("stopping at step %d (%s); state saved in %s, rerun to continue (exit %d)",
+                                self.step, reason, self.state_dir, EXIT_RESUBMIT)
+                    status = EXIT_RESUBMIT
+                    break
+        progress.close()
+        if status == 0:
+            self._finish(segment, started)
+        return status
+
+    def _timed_save(self) -> float:
+        tick = time.monotonic()
+        self.save_state()
+        return time.monotonic() - tick
+
+    def _log_window(self, window: Mapping[str, torch.Tensor], steps: int, seconds: float, progress: Any) -> None:
+        values = {k: float(v.item()) / steps for k, v in window.items()}
+        if self.world > 1:
+            packed = torch.tensor(list(values.values()), device=self.device)
+            values = dict(zip(values, (self.accelerator.reduce(packed, "mean")).tolist()))
+        entry = {"step": self.step, **{k: round(v, 6) for k, v in values.items()},
+                 "images_per_s": round(steps * self.spec.train.global_batch / max(seconds, 1e-9), 2),
+                 "peak_memory_mb": round(peak_memory_mb(self.device), 1)}
+        self.history["entries"].append(entry)
+        progress.set_postfix(loss=f"{entry['loss']:.4f}", align=f"{entry['align']:.3f}")
+        log.info("step %d loss %.4f denoise %.4f align %.4f grad %.3f %.1f img/s", self.step, entry["loss"],
+                 entry["denoise"], entry["align"], entry["grad_norm"], entry["images_per_s"])
+
+    def _check_reachable_checkpoints(self) -> None:
+        lost = [s for s in self.spec.train.checkpoint_steps
+                if s <= self.step and not self.checkpoint_path(s).exists()]
+        if lost:
+            raise SystemExit(f"checkpoint steps {lost} lie before the resumed step {self.step} of {self.state_dir} "
+                             "but were never written (checkpoint_steps changed?); delete that state directory to "
+                             "retrain from scratch, or drop those steps")
+
+    def _finish(self, segment: dict[str, Any], started: float) -> None:
+        if "end_step" not in segment and segment["start_step"] < self.step:
+            segment.update(end_step=self.step, wall_s=round(time.monotonic() - started, 3), stopped=None)
+            self.history["segments"].append(segment)
+            self.save_state()
+        self.publish_checkpoints()
+        missing = [s for s in self.spec.train.checkpoint_steps
+                   if not self.checkpoint_path(s, self.spec.out_dir).exists()]
+        if self.main and missing:
+            raise RuntimeError(f"checkpoints {missing} are missing after training; see {self.state_dir}")
+        if self.main:
+            spec = self.spec
+            write_json(spec.out_dir / "log.json", {
+                "run": {"model": model_slug(spec.model), "encoder": ",".join(spec.encoders), "method": spec.method_name},
+                "step": self.step, "params_hash": self.hash, "state_dir": str(self.state_dir),
+                "checkpoints": [str(self.checkpoint_path(s, spec.out_dir)) for s in spec.train.checkpoint_steps],
+                "entries": self.history["entries"], "segments": self.history["segments"],
+                "train_wall_s": round(sum(s.get("wall_s", 0.0) for s in self.history["segments"]), 3),
+                "provenance": self.provenance()})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# stage
+
+
+def parse_run(argv: list[str]) -> RunSpec:
+    parser = stage_parser("train", "Train SiT with REPA/iREPA alignment (resumable; exit 75 = stopped, rerun).")
+    parser.add_argument("--images", type=Path, required=True, help="image store (uint8 NHWC images, labels)")
+    parser.add_argument("--latents", type=Path, required=True, help="latent store (moments [N,8,h,w], labels)")
+    parser.add_argument("--latent-stats", type=Path, required=True, help="stats.json with bias/scale per channel")
+    parser.add_argument("--encoder", nargs="+", required=True,
+                        help="target encoder name(s); several (space or comma separated) average their losses")
+    parser.add_argument("--weights-dir", type=Path, default=Path("resources/weights"))
+    parser.add_argument("--model", required=True, help=f"one of {', '.join(MODEL_CONFIGS)} (or a slug, sit-b-2)")
+    parser.add_argument("--method-name", required=True, help="name of the method entry (recorded)")
+    parser.add_argument("--params", required=True,
+                        help='JSON or file: {"method": {...}, "train": {...}, "seed": 0}')
+    parser.add_argument("--out-dir", type=Path, required=True, help="results/train/<model>/<encoder>/<method>")
+    parser.add_argument("--state-root", type=Path, default=Path("results/state/train"),
+                        help="resumable states live in <state-root>/<params-hash>/")
+    parser.add_argument("--state-dir", type=Path, default=None, help="explicit state directory (overrides the hash)")
+    parser.add_argument("--time-budget-min", type=float, default=None,
+                        help=f"stop cleanly (exit {EXIT_RESUBMIT}) before this many minutes (also ${TIME_BUDGET_ENV})")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    setup(args)
+    params = load_params(args.params)
+    unknown = set(params) - {"method", "train", "seed"}
+    if unknown:
+        raise SystemExit(f"--params: unknown keys {sorted(unknown)} (expected method, train, seed)")
+    if "method" not in params:
+        raise SystemExit("--params needs a 'method' entry (the named method of the config)")
+    model = args.model
+    if model not in MODEL_CONFIGS:
+        from repabench.sit import model_name
+
+        try:
+            model = model_name(model)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
+    try:
+        method = Method.from_config(params["method"], args.method_name)
+        train = TrainConfig.from_config(params.get("train", {}))
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"--params: {exc}") from exc
+    encoders = [name for item in args.encoder for name in item.split(",") if name]
+    return RunSpec(images=args.images, latents=args.latents, latent_stats=args.latent_stats, encoders=encoders,
+                   weights_dir=args.weights_dir, model=model, method_name=args.method_name, method=method,
+                   train=train, seed=int(params.get("seed", 0)), out_dir=args.out_dir, state_root=args.state_root,
+                   state_dir=args.state_dir, time_budget_min=args.time_budget_min, device=args.device,
+                   show_progress=not args.no_progress)
+
+
+def train_main(argv: list[str]) -> int:
+    spec = parse_run(argv)
+    try:
+        trainer = Trainer(spec)
+    except ValueError as exc:
+        raise SystemExit(f"train: {exc}") from exc
+    return trainer.run()
