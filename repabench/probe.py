@@ -181,13 +181,15 @@ def linear_probe_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="result JSON")
     parser.add_argument("--params", default=None, help="config `probe` section (JSON or file)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="batch-order seed (a `seed` key in --params wins)")
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
+    section = params.get("probe", params)  # the `probe` config section, alone or as {"probe": ...}
+    seed = int(params.get("seed", args.seed))
     device = resolve_device(args.device)
-    lrs = params.get("lrs", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
-    wds = params.get("weight_decays", [0.0])
+    lrs = section.get("lrs", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    wds = section.get("weight_decays", [0.0])
     if not lrs or not wds:
         raise SystemExit("probe.lrs and probe.weight_decays must each list at least one value")
 
@@ -206,9 +208,9 @@ def linear_probe_main(argv: list[str]) -> int:
              args.encoder, len(y_train), len(y_val), x_train.shape[1], num_classes, len(lrs) * len(wds), device)
     result = train_linear_probe(
         x_train, y_train, x_val, y_val, lrs=lrs, weight_decays=wds,
-        epochs=int(params.get("epochs", 100)), batch_size=int(params.get("batch_size", 1024)),
-        num_classes=num_classes, standardize=bool(params.get("standardize", True)),
-        seed=args.seed, device=device, progress=True,
+        epochs=int(section.get("epochs", 100)), batch_size=int(section.get("batch_size", 1024)),
+        num_classes=num_classes, standardize=bool(section.get("standardize", True)),
+        seed=seed, device=device, progress=True,
     )
     chance = 100.0 * np.bincount(y_val, minlength=num_classes).max() / len(y_val)
     write_json(args.out, {
@@ -223,7 +225,7 @@ def linear_probe_main(argv: list[str]) -> int:
         "num_classes": num_classes,
         "feature_dim": int(x_train.shape[1]),
         "heads": result.heads,
-        "provenance": provenance("linear_probe", params, [args.train, args.val], device, seed=args.seed,
+        "provenance": provenance("linear_probe", params, [args.train, args.val], device, seed=seed,
                                  protocol="mean-pooled final patch tokens, no spatial norm, standardised, "
                                           "linear head bank, AdamW + cosine, best val top-1"),
     })

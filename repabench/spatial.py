@@ -227,12 +227,14 @@ def spatial_metrics_main(argv: list[str]) -> int:
     parser.add_argument("--per-image", default=None, help="optional .npz with the per-image values and kept indices")
     parser.add_argument("--params", default=None, help="config `spatial` section (JSON or file)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (a `seed` key in --params wins)")
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
-    cfg = SpatialConfig.from_params(params)
-    n_boot = int(params.get("bootstrap", 1000))
+    section = params.get("spatial", params)  # the `spatial` config section, alone or as {"spatial": ...}
+    cfg = SpatialConfig.from_params(section)
+    n_boot = int(section.get("bootstrap", 1000))
+    seed = int(params.get("seed", args.seed))
     device = resolve_device(args.device)
 
     store = Store(args.features)
@@ -268,7 +270,7 @@ def spatial_metrics_main(argv: list[str]) -> int:
     # The same ascending `kept` indices select features and masks, so they stay paired.
     values = spatial_metrics(tokens, token_masks, cfg, device=device, progress=True,
                              rows=None if kept.size == n_total else kept)
-    summary = summarize(values, n_boot, args.seed)
+    summary = summarize(values, n_boot, seed)
     result: dict[str, Any] = {
         "encoder": args.encoder,
         "n_total": int(n_total),
@@ -283,7 +285,7 @@ def spatial_metrics_main(argv: list[str]) -> int:
         result["SRSS"]["reason"] = "the feature store has no masks"
     result["provenance"] = provenance(
         "spatial_metrics", params, [args.features], device,
-        config={**cfg.__dict__, "bootstrap": n_boot}, seed=args.seed,
+        config={**cfg.__dict__, "bootstrap": n_boot}, seed=seed,
     )
     if args.per_image:
         from repabench.atomic import atomic_path
