@@ -1,0 +1,80 @@
+"""The config contract: schema validation before any job, presets that dry-run, a lint-clean workflow."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+PRESETS = ["config/config.yaml", "config/paper.yaml", "config/ablation.yaml", ".test/config/config.yaml"]
+
+
+def snakemake(*args, cwd=REPO):
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def run_with_overlay(tmp_path, overlay: dict, target="results/data/train"):
+    """A real (not dry) run in an empty working directory with a bad overlay: must fail before any job."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(overlay))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = snakemake(target, "-c1", "--directory", str(workdir), "--snakefile", str(REPO / "Snakefile"),
+                       "--configfile", str(REPO / ".test/config/config.yaml"), str(bad))
+    assert result.returncode != 0
+    assert not (workdir / "results").exists(), "a rejected config must not write anything"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ({"train": {"steps": -5}}, r"-5 is less than the minimum of 1"),
+    ({"trian": {"steps": 5}}, r"'trian' was unexpected"),
+    ({"sample": {"labels": "random"}}, r"'random' is not one of \['uniform', 'balanced'\]"),
+    ({"methods": {"irepa": {"projector": "conv", "kernel": 2}}}, r"2 is not one of \[1, 3, 5, 7\]"),
+    ({"report": {"method": "nope"}}, r"report.method: 'nope' is not trained"),
+    ({"train": {"steps": 8, "checkpoint_steps": [4, 16]}}, r"train.checkpoint_steps: \[16\] exceed train.steps"),
+    ({"sample": {"sampler": "ode9"}}, r"sample.sampler: 'ode9' is not an entry of `samplers`"),
+])
+def test_bad_config_fails_naming_the_key_and_writes_nothing(tmp_path, overlay, message):
+    import re
+
+    output = run_with_overlay(tmp_path, overlay)
+    assert re.search(message, output), output[-3000:]
+
+
+def test_unknown_encoder_fails_listing_known_ones(tmp_path):
+    output = run_with_overlay(tmp_path, {"encoders": ["dinov9-vit-b"]})
+    assert "dinov9-vit-b" in output and "dinov2-vit-b" in output, output[-3000:]
+
+
+def test_schema_fills_defaults():
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    assert config["train"]["ema_decay"] == 0.9999 and config["train"]["grad_clip"] == 1.0
+    assert config["methods"]["irepa"]["kernel"] == 3 and config["methods"]["repa"]["projector_dim"] == 64
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_dry_runs(preset):
+    result = snakemake("-n", "-q", "--configfile", preset)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+
+def test_paper_preset_is_the_study():
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    assert len(paper["encoders"]) == 27 and paper["models"] == ["SiT-XL/2"]
+    assert paper["sample"]["n_samples"] == 50000 and paper["samplers"]["sde250"] == {
+        "mode": "sde", "steps": 250, "cfg_scale": 1.0}
+    assert 100000 in paper["train"]["checkpoint_steps"] and paper["report"] == {"method": "repa", "step": 100000}
+    ablation = yaml.safe_load((REPO / "config/ablation.yaml").read_text())
+    assert ablation["run_methods"] == ["repa", "conv_only", "spnorm_only", "irepa"]
+
+
+def test_lint():
+    result = snakemake("--lint", "--configfile", ".test/config/config.yaml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
