@@ -1,0 +1,351 @@
+"""Correlation statistics across encoders: does LP accuracy or spatial structure predict FID?
+
+For each predictor (LP, LDS, CDS, SRSS, RMSC) against FID at one (model, method, step): Pearson r
+with a Fisher-z interval and a bootstrap interval over encoders, Spearman rho, and whether each
+spatial metric predicts FID better than LP does, by a paired bootstrap of |r| differences and by
+Williams' t for two dependent correlations that share FID. Plus r at every (model, method, step)
+present and each method's FID change against the baseline method, per encoder.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+log = logging.getLogger("repabench.stats")
+
+PREDICTORS = ("LP", "LDS", "CDS", "SRSS", "RMSC")
+SPATIAL = ("LDS", "CDS", "SRSS", "RMSC")
+MIN_ENCODERS = 3
+Z95 = 1.959963984540054
+
+
+def fisher_ci(r: float, n: int, level: float = 0.95) -> list[float] | None:
+    """Fisher-z interval tanh(atanh(r) +- z / sqrt(n - 3)); needs n >= 4."""
+    if n < 4 or not np.isfinite(r):
+        return None
+    if abs(r) >= 1:
+        return [float(r), float(r)]
+    z = math.atanh(r)
+    half = sps.norm.ppf(0.5 + level / 2) / math.sqrt(n - 3)
+    return [math.tanh(z - half), math.tanh(z + half)]
+
+
+def rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair of x, y [B, n]; NaN where a row is constant."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    denom = np.sqrt((xc**2).sum(1) * (yc**2).sum(1))
+    constant = (np.ptp(x, axis=1) == 0) | (np.ptp(y, axis=1) == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc * yc).sum(1) / denom
+    r[constant] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def percentile_ci(values: np.ndarray, level: float = 0.95) -> list[float] | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    alpha = (1 - level) / 2
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
+def williams_t(r12: float, r13: float, r23: float, n: int) -> tuple[float, float]:
+    """Williams' t (Steiger 1980, eq. 7) for H0: rho12 = rho13, variables 2 and 3 correlated (r23).
+
+    Returns (t, two-sided p) with n - 3 degrees of freedom.
+    """
+    det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
+    rbar = (r12 + r13) / 2
+    denom = 2 * (n - 1) / (n - 3) * det + rbar**2 * (1 - r23) ** 3
+    if n < 4 or denom <= 0:
+        return float("nan"), float("nan")
+    t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denom)
+    return t, float(2 * sps.t.sf(abs(t), n - 3))
+
+
+def correlate_pair(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Pearson r (Fisher-z and bootstrap intervals), Spearman rho and the least-squares line of y on x."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = int(x.size)
+    result: dict[str, Any] = {
+        "n": n, "pearson_r": None, "pearson_p": None, "ci95_fisher": None, "ci95_bootstrap": None,
+        "spearman_rho": None, "spearman_p": None, "slope": None, "intercept": None, "reason": None,
+    }
+    if n < MIN_ENCODERS:
+        result["reason"] = f"{n} encoders with both values; a correlation needs at least {MIN_ENCODERS}"
+        return result
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        result["reason"] = "one of the two variables is constant across encoders"
+        return result
+    pearson = sps.pearsonr(x, y)
+    spearman = sps.spearmanr(x, y)
+    r = float(pearson.statistic)
+    slope, intercept = np.polyfit(x, y, 1)
+    result.update(
+        pearson_r=r, pearson_p=float(pearson.pvalue), ci95_fisher=fisher_ci(r, n),
+        spearman_rho=float(spearman.statistic), spearman_p=float(spearman.pvalue),
+        slope=float(slope), intercept=float(intercept),
+    )
+    if n_boot > 0:
+        idx = bootstrap_indices(n, n_boot, seed)
+        result["ci95_bootstrap"] = percentile_ci(rowwise_pearson(x[idx], y[idx]))
+    if n < 4:
+        result["reason"] = "the Fisher-z interval needs at least 4 encoders"
+    return result
+
+
+def compare_to_lp(metric: np.ndarray, lp: np.ndarray, fid: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    """Does |r(metric, FID)| exceed |r(LP, FID)|? Paired bootstrap over encoders and Williams' t."""
+    n = int(fid.size)
+    out: dict[str, Any] = {"n": n, "abs_r_metric": None, "abs_r_lp": None, "abs_r_diff": None,
+                           "ci95_bootstrap": None, "p_bootstrap_one_sided": None,
+                           "williams_t": None, "p_williams_two_sided": None, "p_williams_one_sided": None,
+                           "reason": None}
+    if n < MIN_ENCODERS or min(np.ptp(metric), np.ptp(lp), np.ptp(fid)) == 0:
+        out["reason"] = f"needs at least {MIN_ENCODERS} encoders with LP, the metric and FID, none constant"
+        return out
+    r_m = float(np.corrcoef(metric, fid)[0, 1])
+    r_l = float(np.corrcoef(lp, fid)[0, 1])
+    r_ml = float(np.corrcoef(metric, lp)[0, 1])
+    out.update(abs_r_metric=abs(r_m), abs_r_lp=abs(r_l), abs_r_diff=abs(r_m) - abs(r_l))
+    if n_boot > 0:
+        idx = bootstrap_indices(n, n_boot, seed)
+        diff = np.abs(rowwise_pearson(metric[idx], fid[idx])) - np.abs(rowwise_pearson(lp[idx], fid[idx]))
+        diff = diff[np.isfinite(diff)]
+        if diff.size:
+            out["ci95_bootstrap"] = percentile_ci(diff)
+            out["p_bootstrap_one_sided"] = float(np.mean(diff <= 0))
+    # Flip each predictor so that it correlates positively with FID; then |r| comparisons are r comparisons.
+    aligned_ml = math.copysign(1, r_m) * math.copysign(1, r_l) * r_ml
+    t, p_two = williams_t(abs(r_m), abs(r_l), aligned_ml, n)
+    if np.isfinite(t):
+        out.update(williams_t=t, p_williams_two_sided=p_two, p_williams_one_sided=float(sps.t.sf(t, n - 3)))
+    else:
+        out["reason"] = "Williams' t needs at least 4 encoders"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Gathering the inputs
+
+
+def model_slug(name: str) -> str:
+    return str(name).lower().replace("/", "-")
+
+
+def _finite(value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return v if math.isfinite(v) else float("nan")
+
+
+def load_fids(paths: Sequence[str], sampler: str | None) -> dict[tuple[str, str, int], dict[str, float]]:
+    """{(model slug, method, step): {encoder: FID}} from eval JSONs (their "run" block names the run)."""
+    from repabench.atomic import read_json
+
+    fids: dict[tuple[str, str, int], dict[str, float]] = {}
+    samplers = set()
+    for path in paths:
+        data = read_json(path)
+        run = data.get("run")
+        if not isinstance(run, dict) or not {"model", "encoder", "method", "step"} <= set(run):
+            raise SystemExit(f"{path}: no 'run' block with model, encoder, method and step; rerun evaluate")
+        if "FID" not in data:
+            raise SystemExit(f"{path}: no FID value; rerun evaluate")
+        if sampler is not None and run.get("sampler", sampler) != sampler:
+            continue
+        samplers.add(run.get("sampler"))
+        key = (model_slug(run["model"]), str(run["method"]), int(run["step"]))
+        fids.setdefault(key, {})[str(run["encoder"])] = _finite(data["FID"])
+    if sampler is None and len(samplers) > 1:
+        raise SystemExit(f"eval files mix samplers {sorted(map(str, samplers))}; pass `sampler` in --params")
+    return fids
+
+
+def load_predictors(spatial_paths: Sequence[str], probe_paths: Sequence[str]) -> dict[str, dict[str, float]]:
+    """{encoder: {LP, LDS, CDS, SRSS, RMSC}} (NaN where a value is missing)."""
+    from repabench.atomic import read_json
+
+    table: dict[str, dict[str, float]] = {}
+    for path in spatial_paths:
+        data = read_json(path)
+        row = table.setdefault(str(data.get("encoder") or Path(path).stem), {})
+        for name in SPATIAL:
+            entry = data.get(name)
+            row[name] = _finite(entry.get("mean") if isinstance(entry, dict) else entry)
+    for path in probe_paths:
+        data = read_json(path)
+        if "best_val_acc" not in data:
+            raise SystemExit(f"{path}: no best_val_acc; rerun linear_probe")
+        table.setdefault(str(data.get("encoder") or Path(path).stem), {})["LP"] = _finite(data["best_val_acc"])
+    for row in table.values():
+        for name in PREDICTORS:
+            row.setdefault(name, float("nan"))
+    return table
+
+
+def _order(items, preferred: Sequence[str] | None) -> list:
+    preferred = list(preferred or [])
+    return [p for p in preferred if p in items] + sorted(i for i in items if i not in preferred)
+
+
+# ----------------------------------------------------------------------------------------------
+# The analysis
+
+
+def correlate_setting(encoders: Sequence[str], predictors: dict[str, dict[str, float]], fid: dict[str, float],
+                      n_boot: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"predictors": {}, "vs_lp": {}}
+    y_all = np.array([fid.get(e, np.nan) for e in encoders])
+    columns = {name: np.array([predictors.get(e, {}).get(name, np.nan) for e in encoders]) for name in PREDICTORS}
+    for name in PREDICTORS:
+        ok = np.isfinite(columns[name]) & np.isfinite(y_all)
+        res = correlate_pair(columns[name][ok], y_all[ok], n_boot, seed)
+        res["encoders"] = [e for e, k in zip(encoders, ok) if k]
+        out["predictors"][name] = res
+    for name in SPATIAL:
+        ok = np.isfinite(columns[name]) & np.isfinite(columns["LP"]) & np.isfinite(y_all)
+        out["vs_lp"][name] = compare_to_lp(columns[name][ok], columns["LP"][ok], y_all[ok], n_boot, seed)
+    return out
+
+
+def method_changes(fids, encoders, baseline: str) -> list[dict[str, Any]]:
+    """Every other method's FID and change against the baseline method, per (model, step) and encoder."""
+    out = []
+    for (model, method, step), values in sorted(fids.items()):
+        if method == baseline or (model, baseline, step) not in fids:
+            continue
+        base = fids[(model, baseline, step)]
+        rows = []
+        for e in encoders:
+            if e in values and e in base and np.isfinite(values[e]) and np.isfinite(base[e]):
+                rows.append({"encoder": e, "fid_baseline": base[e], "fid": values[e], "delta": values[e] - base[e]})
+        if rows:
+            deltas = [r["delta"] for r in rows]
+            out.append({"model": model, "step": step, "method": method, "baseline": baseline, "rows": rows,
+                        "mean_delta": float(np.mean(deltas)), "n_improved": int(sum(d < 0 for d in deltas))})
+    return out
+
+
+def fid_column(model: str, method: str, step: int) -> str:
+    return f"FID_{model}_{method}_{step}"
+
+
+def write_table(path: str, encoders, predictors, fids, settings) -> list[dict[str, Any]]:
+    from repabench.atomic import atomic_path
+
+    columns = [{"column": fid_column(*s), "model": s[0], "method": s[1], "step": s[2]} for s in settings]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["encoder", *PREDICTORS, *(c["column"] for c in columns)])
+        for e in encoders:
+            row = predictors.get(e, {})
+            cells = [row.get(name, float("nan")) for name in PREDICTORS]
+            cells += [fids[s].get(e, float("nan")) for s in settings]
+            writer.writerow([e, *("" if not np.isfinite(v) else repr(float(v)) for v in cells)])
+    return columns
+
+
+def correlate_main(argv: list[str]) -> int:
+    from repabench.atomic import write_json
+    from repabench.params import load_params, setup, stage_parser
+    from repabench.provenance import provenance
+
+    parser = stage_parser("correlate", "correlation of LP accuracy and spatial metrics with FID across encoders")
+    parser.add_argument("--evals", nargs="+", required=True, help="eval JSONs (results/eval/.../{sampler}.json)")
+    parser.add_argument("--spatial", nargs="+", required=True, help="results/spatial/{encoder}.json")
+    parser.add_argument("--probe", nargs="+", required=True, help="results/probe/{encoder}.json")
+    parser.add_argument("--out-table", required=True, help="per-encoder CSV")
+    parser.add_argument("--out-json", required=True, help="correlation statistics JSON")
+    parser.add_argument("--params", default=None,
+                        help="{report: {method, step, model, bootstrap}, models, encoders, run_methods, sampler}")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    setup(args)
+    params = load_params(args.params)
+    report = params.get("report", params)
+    n_boot = int(report.get("bootstrap", 2000))
+    seed = int(params.get("seed", args.seed))
+
+    fids = load_fids(args.evals, params.get("sampler"))
+    predictors = load_predictors(args.spatial, args.probe)
+    if not fids:
+        raise SystemExit("no FID values in the eval files (for the chosen sampler); run evaluate first")
+    encoders = _order({e for v in fids.values() for e in v} | set(predictors), params.get("encoders"))
+    model_order = [model_slug(m) for m in params.get("models", [])]
+    method_order = list(params.get("run_methods", []))
+    models = _order({k[0] for k in fids}, model_order)
+    methods = _order({k[1] for k in fids}, method_order)
+    settings = sorted(fids, key=lambda k: (models.index(k[0]), methods.index(k[1]), k[2]))
+
+    model = model_slug(report.get("model") or (model_order[0] if model_order else models[0]))
+    method = str(report.get("method") or "repa")
+    steps = sorted(k[2] for k in fids if k[:2] == (model, method))
+    if not steps:
+        raise SystemExit(
+            f"no FID for model {model!r} with method {method!r} in the eval files (present: "
+            f"{', '.join('/'.join(map(str, k)) for k in settings)}); fix report.model / report.method"
+        )
+    step = int(report["step"]) if report.get("step") is not None else steps[-1]
+    if (model, method, step) not in fids:
+        raise SystemExit(f"no FID at step {step} for {model}/{method} (present: {steps}); fix report.step")
+
+    columns = write_table(args.out_table, encoders, predictors, fids, settings)
+    chosen = correlate_setting(encoders, predictors, fids[(model, method, step)], n_boot, seed)
+    by_setting = []
+    for s in settings:
+        res = correlate_setting(encoders, predictors, fids[s], 0, seed)
+        by_setting.append({
+            "model": s[0], "method": s[1], "step": s[2],
+            "n": {k: v["n"] for k, v in res["predictors"].items()},
+            "pearson_r": {k: v["pearson_r"] for k, v in res["predictors"].items()},
+            "ci95_fisher": {k: v["ci95_fisher"] for k, v in res["predictors"].items()},
+            "spearman_rho": {k: v["spearman_rho"] for k, v in res["predictors"].items()},
+        })
+    result = {
+        "name": params.get("name"),
+        "setting": {"model": model, "method": method, "step": step, "sampler": params.get("sampler")},
+        "encoders": encoders,
+        "n_encoders": len([e for e in encoders if np.isfinite(fids[(model, method, step)].get(e, np.nan))]),
+        "fid_columns": columns,
+        **chosen,
+        "by_setting": by_setting,
+        "methods_vs_baseline": method_changes(fids, encoders, method),
+        "notes": {
+            "ci95_fisher": "tanh(atanh(r) +- 1.96/sqrt(n-3))",
+            "ci95_bootstrap": f"percentile interval of r over {n_boot} resamples of encoders (seed {seed})",
+            "vs_lp": "abs_r_diff = |r(metric,FID)| - |r(LP,FID)|; paired bootstrap on the same resamples; "
+                     "Williams' t (Steiger 1980) on sign-aligned predictors, one-sided p for |r_metric| > |r_LP|",
+        },
+        "provenance": provenance("correlate", params, [*args.evals, *args.spatial, *args.probe], "cpu", seed=seed),
+    }
+    write_json(args.out_json, _nan_to_none(result))
+    for name, res in chosen["predictors"].items():
+        log.info("%s vs FID (%s/%s/%d): n=%d r=%s", name, model, method, step, res["n"], res["pearson_r"])
+    return 0
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
