@@ -142,7 +142,9 @@ def spatial_metrics(
             centred = x - x.mean(dim=1, keepdim=True)
             out["RMSC"][start:stop] = centred.pow(2).sum(-1).mean(-1).clamp_min(0).sqrt().double().cpu().numpy()
             if token_masks is not None:
-                m = torch.as_tensor(np.array(token_masks[start:stop])).to(device=device, dtype=torch.float32)
+                m = token_masks[start:stop]  # one mask row per evaluated image
+                m = torch.from_numpy(np.array(m)) if isinstance(m, np.ndarray) else m
+                m = m.to(device=device, dtype=torch.float32)
                 out["SRSS"][start:stop] = _srss(gram, (m > 0).float(), weights).double().cpu().numpy()
     return out
 
