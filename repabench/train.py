@@ -420,7 +420,7 @@ class Trainer:
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr,
                                            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
-                                           weight_decay=cfg.weight_decay)
+                                           weight_decay=cfg.weight_decay, foreach=True)
         self.model, self.optimizer = self.accelerator.prepare(self.net, self.optimizer)
         if cfg.compile and self.device.type == "cuda":
             self.model = torch.compile(self.model)

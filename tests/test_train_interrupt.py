@@ -1,0 +1,93 @@
+"""Interruptions of the real stage process: SIGKILL loses at most the steps since the last state, SIGTERM stops
+cleanly with exit 75 and loses nothing; in both cases a rerun completes with the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import repabench.train as train
+from test_train_support import make_data, stand_in_builder, train_argv
+
+SCRIPT = Path(__file__).resolve().parent / "test_train_support.py"
+LONG = {"steps": 60, "checkpoint_steps": [30, 60], "state_every": 5, "log_every": 10}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("interrupt-data"))
+
+
+def run_in_process(argv):
+    threads = torch.get_num_threads()
+    original, train.build_target_encoder = train.build_target_encoder, stand_in_builder
+    try:
+        return train.train_main(argv)
+    finally:
+        train.build_target_encoder = original
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """The uninterrupted run, in process."""
+    root = tmp_path_factory.mktemp("straight")
+    assert run_in_process(train_argv(data, root / "out", root / "state", train=LONG)) == 0
+    return torch.load(root / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+
+
+def start(argv):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, str(SCRIPT), *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_state(proc, state_root, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(state_root.glob("*/state.pt")):
+            return next(state_root.glob("*/state.pt"))
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before any state was saved:\n{proc.stdout.read()}")
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("no training state appeared")
+
+
+def assert_same_ema(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_resumes_to_the_same_weights(data, tmp_path, straight, sig):
+    argv = train_argv(data, tmp_path / "out", tmp_path / "state", train=LONG)
+    proc = start(argv)
+    state_file = wait_for_state(proc, tmp_path / "state")
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=120)[0]
+    saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        assert saved["step"] % LONG["state_every"] == 0 or saved["step"] in LONG["checkpoint_steps"]
+    else:
+        assert proc.returncode == train.EXIT_RESUBMIT, output
+        assert saved["history"]["segments"][-1]["stopped"] == "SIGTERM"
+    assert 0 < saved["step"] < LONG["steps"], "the signal should arrive mid-run"
+    assert not (tmp_path / "out" / "log.json").exists()
+
+    assert run_in_process(argv) == 0  # the rerun of the same command
+    segments = json.loads((tmp_path / "out" / "log.json").read_text())["segments"]
+    assert segments[-1]["start_step"] == saved["step"] and segments[-1]["end_step"] == LONG["steps"]
+    final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+    # bitwise: the state holds every random stream and the batch order is a function of the step
+    assert_same_ema(final["ema"], straight["ema"])
