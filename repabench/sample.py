@@ -582,8 +582,13 @@ def sample_main(argv: list[str]) -> int:
     if hasattr(autoencoder, "to"):
         autoencoder = autoencoder.to(device)
 
+    precision = config["precision"]
+    if precision == "bf16" and device.type != "cuda":
+        log.warning("bf16 autocast requested on %s; sampling in fp32 (CPU bf16 autocast is several times slower "
+                    "and does not reproduce GPU bf16 numerics anyway)", device)
+        precision = "fp32"
     generation = Generation(settings, int(config["n_samples"]), int(config["seed"]), config["labels"],
-                            config["precision"], int(config["shard_size"]), num_classes, latent_shape)
+                            precision, int(config["shard_size"]), num_classes, latent_shape)
     weights = {"checkpoint": _file_identity(args.checkpoint), "latent_stats": _file_identity(args.latent_stats),
                "autoencoder": {"kind": args.autoencoder_kind, **_file_identity(args.autoencoder)}}
     key = generation.key(weights)
@@ -604,6 +609,7 @@ def sample_main(argv: list[str]) -> int:
             "sampler_name": sampler_name,
             "run": {"model": run.get("model"), "encoder": run.get("encoder"), "method": run.get("method"),
                     "step": step, "sampler": sampler_name},
+            "precision_requested": config["precision"],
             "batch_size": int(config["batch_size"]),
             "world_size": world,
             "weights": weights,

@@ -1,0 +1,72 @@
+# Generation: per (run, checkpoint step, sampler setting), sharded and resumable.
+# The manifest is the declared output; shards/ beside it is not (Snakemake would delete it on failure), so a
+# killed or timed-out job resumes from its complete shards when it is retried.
+
+
+def sample_stage_params(wildcards):
+    sampler = dict(config["samplers"][wildcards.sampler], name=wildcards.sampler)
+    return stage_params("sample", sampler=sampler)
+
+
+def sample_launcher(wildcards, resources):
+    """One process per GPU: accelerate launch for several, plain python otherwise."""
+    if resources.gpu > 1:
+        return (f"{PYTHON} -m accelerate.commands.launch --multi_gpu --num_machines 1 "
+                f"--num_processes {resources.gpu} --mixed_precision no --dynamo_backend no -m")
+    return f"{PYTHON} -m"
+
+
+def sample_runtime(wildcards, attempt):
+    """Minutes per attempt; a retry resumes from the finished shards, so later attempts only add time."""
+    return 30 * attempt if not USE_GPU else 240 * attempt
+
+
+rule sample:
+    input:
+        checkpoint="results/train/{model}/{encoder}/{method}/checkpoints/{step}.pt",
+        latent_stats="results/latents/stats.json",
+        autoencoder=autoencoder_path(),
+    output:
+        manifest="results/samples/{model}/{encoder}/{method}/{step}/{sampler}/manifest.json",
+    log:
+        "results/logs/sample/{model}/{encoder}/{method}/{step}/{sampler}.log",
+    benchmark:
+        "results/benchmarks/sample/{model}/{encoder}/{method}/{step}/{sampler}.tsv"
+    params:
+        p=sample_stage_params,
+        launcher=sample_launcher,
+        out_dir=subpath(output.manifest, parent=True),
+        autoencoder_kind=config["vae"]["kind"],
+        device=DEVICE,
+    threads: 8 if USE_GPU else 1
+    resources:
+        gpu=gpus(config["sample"]["gpus"]),
+        mem_mb=32000 if USE_GPU else 3000,
+        runtime=sample_runtime,
+    conda:
+        "../../envs/repabench.yaml"
+    shell:
+        "{params.launcher} repabench sample --checkpoint {input.checkpoint:q} --latent-stats {input.latent_stats:q}"
+        " --autoencoder-kind {params.autoencoder_kind} --autoencoder {input.autoencoder:q}"
+        " --out-dir {params.out_dir:q} --params {params.p:q} --device {params.device} --threads {threads}"
+        " > {log} 2>&1"
+
+
+# Optional target: the ADM evaluator's .npz layout (arr_0 uint8 NHWC, arr_1 labels) for the original TF evaluator.
+rule export_npz:
+    input:
+        manifest="results/samples/{model}/{encoder}/{method}/{step}/{sampler}/manifest.json",
+    output:
+        npz="results/samples/{model}/{encoder}/{method}/{step}/{sampler}.npz",
+    log:
+        "results/logs/export_npz/{model}/{encoder}/{method}/{step}/{sampler}.log",
+    benchmark:
+        "results/benchmarks/export_npz/{model}/{encoder}/{method}/{step}/{sampler}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/repabench.yaml"
+    shell:
+        "{PYTHON} -m repabench export_npz --manifest {input.manifest:q} --out {output.npz:q} > {log} 2>&1"
