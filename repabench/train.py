@@ -282,15 +282,21 @@ class StopSignal:
             signal.signal(sig, previous)
 
 
-def time_budget_seconds(cli_minutes: float | None, config_minutes: float | None) -> float | None:
-    """The tightest of --time-budget-min, $REPABENCH_TIME_BUDGET_MIN, train.time_budget_min, SLURM's end time."""
+def time_budget_seconds(cli_minutes: float | None, config_minutes: float | None,
+                        job_runtime_min: float | None = None) -> float | None:
+    """The tightest of --time-budget-min, $REPABENCH_TIME_BUDGET_MIN, train.time_budget_min and, inside a SLURM
+    job only (nothing enforces a runtime locally), the job's runtime or end time minus a margin for the save."""
     budgets = []
     for minutes in (cli_minutes, os.environ.get(TIME_BUDGET_ENV), config_minutes):
         if minutes not in (None, ""):
             budgets.append(float(minutes) * 60.0)
-    end = os.environ.get("SLURM_JOB_END_TIME")
-    if end and end.isdigit():
-        budgets.append(float(end) - time.time() - SLURM_MARGIN_S)
+    if os.environ.get("SLURM_JOB_ID"):
+        if job_runtime_min:
+            seconds = float(job_runtime_min) * 60.0
+            budgets.append(seconds - min(SLURM_MARGIN_S * 5, 0.1 * seconds))
+        end = os.environ.get("SLURM_JOB_END_TIME")
+        if end and end.isdigit():
+            budgets.append(float(end) - time.time() - SLURM_MARGIN_S)
     return min(budgets) if budgets else None
 
 
@@ -340,6 +346,7 @@ class RunSpec:
     state_root: Path
     state_dir: Path | None = None
     time_budget_min: float | None = None
+    job_runtime_min: float | None = None
     device: str = "auto"
     show_progress: bool = True
     data_identity: dict[str, Any] = field(default_factory=dict)
@@ -567,7 +574,7 @@ class Trainer:
 
         spec, cfg = self.spec, self.spec.train
         started = time.monotonic()
-        budget = time_budget_seconds(spec.time_budget_min, cfg.time_budget_min)
+        budget = time_budget_seconds(spec.time_budget_min, cfg.time_budget_min, spec.job_runtime_min)
         deadline = started + budget if budget is not None else None
         self.resume()
         self._check_reachable_checkpoints()
@@ -690,6 +697,8 @@ def parse_run(argv: list[str]) -> RunSpec:
     parser.add_argument("--state-dir", type=Path, default=None, help="explicit state directory (overrides the hash)")
     parser.add_argument("--time-budget-min", type=float, default=None,
                         help=f"stop cleanly (exit {EXIT_RESUBMIT}) before this many minutes (also ${TIME_BUDGET_ENV})")
+    parser.add_argument("--job-runtime-min", type=float, default=None,
+                        help="the job's runtime limit (Snakemake resources.runtime); used inside SLURM jobs only")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -717,7 +726,8 @@ def parse_run(argv: list[str]) -> RunSpec:
     return RunSpec(images=args.images, latents=args.latents, latent_stats=args.latent_stats, encoders=encoders,
                    weights_dir=args.weights_dir, model=model, method_name=args.method_name, method=method,
                    train=train, seed=int(params.get("seed", 0)), out_dir=args.out_dir, state_root=args.state_root,
-                   state_dir=args.state_dir, time_budget_min=args.time_budget_min, device=args.device,
+                   state_dir=args.state_dir, time_budget_min=args.time_budget_min,
+                   job_runtime_min=args.job_runtime_min, device=args.device,
                    show_progress=not args.no_progress)
 
 
