@@ -55,7 +55,6 @@ GPU_RULES: Mapping[str, tuple[str, str] | None] = {
     "cache_latents": None,
 }
 CURVE_COLUMNS = ("Steps", "FID", "sFID", "IS", "Precision", "Recall")
-PDF_TABLE_ROWS = 26
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -68,13 +67,9 @@ def canonical_model(name: Any) -> str:
 
 
 def display_model(name: Any) -> str:
-    """sit-b-2 -> SiT-B/2 for titles (unknown names are shown as given)."""
-    from repabench.sit import model_name
-
-    try:
-        return model_name(canonical_model(name))
-    except ValueError:
-        return str(name)
+    """sit-b-2 -> SiT-B/2 for titles (the inverse of `repabench.sit.model_slug`, without importing torch)."""
+    match = re.fullmatch(r"sit-([a-z]+)-(\d+)", canonical_model(name))
+    return f"SiT-{match.group(1).upper()}/{match.group(2)}" if match else str(name)
 
 
 _TABLE_ALIASES = {
@@ -370,11 +365,11 @@ VS_LP_COLUMNS = (  # (key in the statistics file, column title)
     ("n", "n"),
     ("abs_r_metric", "|r| metric"),
     ("abs_r_lp", "|r| LP"),
-    ("abs_r_diff", "Δ|r| (metric − LP)"),
-    ("ci95_bootstrap", "95% CI of Δ|r| (paired bootstrap)"),
-    ("p_bootstrap_one_sided", "p (bootstrap, Δ|r| ≤ 0)"),
+    ("abs_r_diff", "Δ|r|"),
+    ("ci95_bootstrap", "Δ|r| 95% CI"),
+    ("p_bootstrap_one_sided", "p boot."),
     ("williams_t", "Williams t"),
-    ("p_williams_one_sided", "p (Williams, one-sided)"),
+    ("p_williams_one_sided", "p Williams"),
     ("reason", "note"),
 )
 
@@ -391,18 +386,20 @@ def spatial_vs_lp(stats: Mapping[str, Any]) -> Table | None:
                                  for key, _ in VS_LP_COLUMNS]
         diff, ci = entry.get("abs_r_diff"), _interval(entry.get("ci95_bootstrap"))
         if ci and ci[0] > 0:
-            verdict = "yes (interval above 0)"
+            verdict = "yes"
         elif ci and ci[1] < 0:
-            verdict = "no: LP is better (interval below 0)"
+            verdict = "no, LP is"
         elif _finite(diff):
-            verdict = "undecided (interval spans 0)" if ci else ("higher |r|" if diff > 0 else "lower |r|")
+            verdict = "not shown" if ci else ("higher |r|" if diff > 0 else "lower |r|")
         else:
             verdict = "–"
         rows.append(cells[:-1] + [verdict, cells[-1]])
     return Table("Do the spatial metrics predict FID better than linear probing?",
                  ["metric", *(title for _, title in VS_LP_COLUMNS[:-1]), "better than LP?", "note"], rows,
-                 note="Paired over the same encoders: Δ|r| = |r(metric, FID)| − |r(LP, FID)|, its percentile "
-                      "bootstrap interval over encoders, and Williams' t for two dependent correlations sharing FID.")
+                 note="Paired over the same encoders: Δ|r| = |r(metric, FID)| − |r(LP, FID)| with its percentile "
+                      "bootstrap interval over encoders and one-sided p (share of resamples with Δ|r| ≤ 0); Williams' t "
+                      "for two dependent correlations sharing FID, one-sided p for |r metric| > |r LP|. "
+                      "\"better than LP?\": yes when the bootstrap interval lies above 0.")
 
 
 def fmt_value(value: Any, digits: int = 3) -> str:
@@ -412,7 +409,8 @@ def fmt_value(value: Any, digits: int = 3) -> str:
         return "yes" if value else "no"
     interval = _interval(value)
     if interval:
-        return f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]"
+        low, high = (round(v, digits) + 0.0 for v in interval)  # + 0.0 turns -0.0 into 0.0
+        return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if _finite(value):
@@ -565,7 +563,7 @@ def correlation_figure(rows: pd.DataFrame, corr: Sequence[Correlation], setting:
         for _, row in pairs.iterrows():
             ax.scatter(row[name], row["FID"], s=46, color=colors.get(row["encoder"], "0.3"),
                        edgecolor="black", linewidth=0.5, zorder=3)
-            ax.annotate(_short(row["encoder"]), (row[name], row["FID"]), xytext=(4, 3), textcoords="offset points",
+            ax.annotate(_short(row["encoder"], 30), (row[name], row["FID"]), xytext=(4, 3), textcoords="offset points",
                         fontsize=7, color="0.25")
         x, y = pairs[name].to_numpy(float), pairs["FID"].to_numpy(float)
         if len(pairs) >= 2 and np.ptp(x) > 0:
@@ -599,11 +597,12 @@ def _abs_r_panel(ax, corr: Sequence[Correlation]) -> None:
     ax.bar(pos - 0.2, np.nan_to_num(ours), 0.4, yerr=np.nan_to_num(err), capsize=3, color="#4c72b0", label="ours")
     ax.bar(pos + 0.2, paper, 0.4, color="0.7", label="paper (27 encoders, SiT-XL/2)")
     ax.set_xticks(pos, names)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("|Pearson r| with FID")
     ax.set_xlabel("predictor")
     ax.set_title("|r| per predictor (higher = better predictor)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper center", fontsize=8, ncols=2)
 
 
 def method_comparison_figure(comparison: pd.DataFrame, params: Mapping[str, Any], baseline: str,
@@ -637,7 +636,14 @@ def method_comparison_figure(comparison: pd.DataFrame, params: Mapping[str, Any]
         ax.set_xlim(low - 0.08 * span, high + 0.25 * span)
         ax.set_xlabel(AXIS_LABELS["FID"])
         ax.set_title(f"{method_label(params, method)} vs {method_label(params, baseline)}")
-        ax.legend(loc="lower right", fontsize=8)
+
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     fig.suptitle(f"FID change per encoder ({display_model(setting.model)}, {setting.step:,} steps; label = change, "
                  "negative = better)" if setting.step is not None else "FID change per encoder", fontsize=12)
     return fig
@@ -678,7 +684,7 @@ def curves_figure(curves: pd.DataFrame, encoders: Sequence[str], methods: Sequen
                 handles.append(h)
                 labels.append(l)
     if handles:
-        fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 4))
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
     fig.suptitle("FID versus training step (lower is better)", fontsize=12)
     return fig
 
@@ -708,8 +714,10 @@ def across_figure(across: pd.DataFrame):
         ax.set_ylabel("Pearson r with FID")
         ax.set_title(str(model))
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
-        ax.legend(loc="lower left", fontsize=8, ncols=3)
-    fig.suptitle("How r moves across checkpoints and model sizes", fontsize=12)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", title="predictor")
+    fig.suptitle("How r moves across checkpoints and model sizes (band: 95% Fisher-z interval)", fontsize=12)
     return fig
 
 
@@ -726,17 +734,21 @@ def training_figure(train_logs: Sequence[Mapping[str, Any]], colors: Mapping[str
         for ax, column in zip(axes, ("denoise", "align")):
             if column in entries:
                 ax.plot(entries["step"], entries[column], styles.get(key["method"], "-"),
-                        color=colors.get(key["encoder"], "0.3"), linewidth=1.2,
-                        label=f"{_short(key['encoder'])} / {key['method']}")
+                        color=colors.get(key["encoder"], "0.3"), linewidth=1.2)
     axes[0].set_title("denoising (flow-matching) loss")
     axes[0].set_ylabel("loss (MSE of velocity)")
     axes[1].set_title("alignment loss")
     axes[1].set_ylabel("loss (negative cosine similarity)")
     for ax in axes:
         ax.set_xlabel("training step")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=7)
+    from matplotlib.lines import Line2D
+
+    shown = list(dict.fromkeys(r["_key"]["encoder"] for r in train_logs))
+    handles = [Line2D([], [], color=colors.get(e, "0.3"), label=_short(e, 30)) for e in shown]
+    handles += [Line2D([], [], color="black", linestyle=styles[m], label=f"method: {m}") for m in methods
+                if m in styles]
+    fig.legend(handles=handles, loc="outside right center", fontsize=7 if len(handles) > 14 else 8,
+               ncols=2 if len(handles) > 24 else 1)
     fig.suptitle("Training losses (window means from the training logs)", fontsize=12)
     return fig
 
@@ -744,12 +756,17 @@ def training_figure(train_logs: Sequence[Mapping[str, Any]], colors: Mapping[str
 def compute_figure(by_stage: pd.DataFrame, by_encoder: pd.DataFrame, unit: str):
     """Hours per stage and per encoder (stacked by stage) from Snakemake benchmark files."""
     plt = _plt()
-    height = max(3.6, 0.32 * max(len(by_stage), len(by_encoder)) + 1.5)
+    label = unit.replace("_", " ")
+    if by_stage[unit].max() < 1:  # short studies read better in minutes
+        by_stage = by_stage.assign(**{unit: by_stage[unit] * 60})
+        by_encoder = by_encoder * 60
+        label = label.replace("hours", "minutes")
+    height = max(3.6, 0.32 * max(len(by_stage), len(by_encoder)) + 2.0)
     fig, axes = plt.subplots(1, 2, figsize=(14, height), layout="constrained")
     stages = list(by_stage.index)
     palette = dict(zip(stages, [plt.get_cmap("tab20")(i % 20) for i in range(len(stages))]))
     axes[0].barh(stages[::-1], by_stage[unit].to_numpy()[::-1], color=[palette[s] for s in stages[::-1]])
-    axes[0].set_xlabel(f"{unit.replace('_', ' ')}")
+    axes[0].set_xlabel(label)
     axes[0].set_title("per stage (all jobs)")
     if not by_encoder.empty:
         left = np.zeros(len(by_encoder))
@@ -758,11 +775,12 @@ def compute_figure(by_stage: pd.DataFrame, by_encoder: pd.DataFrame, unit: str):
             values = by_encoder[stage].fillna(0).to_numpy()[::-1]
             axes[1].barh(names, values, left=left, color=palette[stage], label=stage)
             left += values
-        axes[1].legend(fontsize=8, loc="lower right")
+        fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+                   ncols=min(6, len(stages)), title="rule")
     else:
         axes[1].text(0.5, 0.5, "no benchmark file names an encoder", ha="center", va="center",
                      transform=axes[1].transAxes, color="0.4")
-    axes[1].set_xlabel(f"{unit.replace('_', ' ')}")
+    axes[1].set_xlabel(label)
     axes[1].set_title("per encoder, stacked by stage")
     fig.suptitle("Compute from Snakemake benchmark files", fontsize=12)
     return fig
@@ -1018,7 +1036,7 @@ def dynamics_section(inputs: Inputs, setting: Setting, encoders: Sequence[str], 
         section.figures.append(Figure(
             "r_across_steps", "r across checkpoints and model sizes",
             f"Pearson r of each predictor against the FID of {method_label(inputs.params, setting.method)} at every "
-            "evaluated checkpoint (x) and model size (panel), computed from the correlation table.",
+            "evaluated checkpoint (x) and model size (panel); band: 95% Fisher-z interval.",
             across_figure(across)))
         wide = across.pivot_table(index=["model", "step"], columns="predictor", values="r", dropna=False)
         counts = across.groupby(["model", "step"])["n"].max()
@@ -1176,12 +1194,15 @@ def compute_section(inputs: Inputs) -> Section:
                                                      max_rss_mb=("max_rss_mb", "max"))
     by_stage = by_stage.sort_values("wall_hours", ascending=False)
     encoded = bench.dropna(subset=["encoder"])
-    by_encoder = encoded.pivot_table(index="encoder", columns="rule", values=unit, aggfunc="sum")
+    order = [e for e in inputs.params.get("encoders") or [] if e in set(encoded["encoder"])]
+    order += sorted(set(encoded["encoder"]) - set(order))
+    by_encoder = encoded.pivot_table(index="encoder", columns="rule", values=unit, aggfunc="sum").reindex(order)
     totals = encoded.groupby("encoder").agg(wall_hours=("wall_hours", "sum"), cpu_hours=("cpu_hours", "sum"),
-                                            gpu_hours=("gpu_hours", "sum"), jobs=("job", "size"))
+                                            gpu_hours=("gpu_hours", "sum"), jobs=("job", "size")).reindex(order)
     section.figures.append(Figure(
         "compute", "Compute per stage and per encoder",
-        f"{unit.replace('_', ' ').capitalize()} per Snakemake rule and per encoder (stacked by rule), summed over jobs.",
+        f"{unit.replace('_', ' ').capitalize()} per Snakemake rule and per encoder (stacked by rule), summed over jobs "
+        "(shown in minutes when under an hour).",
         compute_figure(by_stage, by_encoder, unit)))
     fmt_h = lambda v: f"{v:.4f}" if _finite(v) else "–"  # noqa: E731
     section.tables.append(Table("Per stage", ["rule", "jobs", "wall hours", "CPU hours", "GPU hours", "max RSS (MB)"],
@@ -1279,22 +1300,25 @@ def table_pages(title: str, table: Table) -> Iterator[Any]:
     plt = _plt()
     rows = [[cell if len(cell) <= CELL_CHARS else cell[: CELL_CHARS - 1] + "…" for cell in row] for row in table.rows]
     rows = rows or [["(no rows)"] + [""] * (len(table.columns) - 1)]
-    chunks = [rows[i:i + PDF_TABLE_ROWS] for i in range(0, len(rows), PDF_TABLE_ROWS)]
     widths = np.array([max([len(str(c)) for c in [table.columns[j]] + [r[j] for r in rows]] + [3])
                        for j in range(len(table.columns))], float)
-    widths = np.minimum(widths, CELL_CHARS)
+    widths = np.minimum(widths, CELL_CHARS) + 2  # cell padding
     total_chars = widths.sum()
-    font = 8.0 if total_chars <= 150 else max(5.0, 8.0 * 150 / total_chars)
-    scale = min(0.92, total_chars * font * 0.0062)  # table width in figure fractions
+    font = float(np.clip(1300 / total_chars, 5.5, 10))
+    # one character of the table font (bold headers included) is about 0.64 em wide
+    scale = min(0.92, total_chars * font * 0.64 / 72 / PAGE[0])
+    row_height = font * 2.0 / 72 / PAGE[1]
+    per_page = max(5, int(0.76 / row_height) - 1)
+    chunks = [rows[i:i + per_page] for i in range(0, len(rows), per_page)]
     for k, chunk in enumerate(chunks):
         fig = plt.figure(figsize=PAGE)
         suffix = f" (part {k + 1} of {len(chunks)})" if len(chunks) > 1 else ""
         fig.text(0.04, 0.95, f"{title}{suffix}", fontsize=13, weight="bold", va="top")
         fig.text(0.04, 0.905, table.title, fontsize=11, va="top")
-        height = 0.032 * (len(chunk) + 1)
+        height = row_height * (len(chunk) + 1)
         ax = fig.add_axes([0.04, 0.86 - height, scale, height])
         ax.axis("off")
-        mpl_table = ax.table(cellText=chunk, colLabels=table.columns, loc="upper left", cellLoc="right",
+        mpl_table = ax.table(cellText=chunk, colLabels=table.columns, bbox=[0, 0, 1, 1], cellLoc="right",
                              colLoc="center", colWidths=list(widths / total_chars))
         mpl_table.auto_set_font_size(False)
         mpl_table.set_fontsize(font)
@@ -1307,7 +1331,7 @@ def table_pages(title: str, table: Table) -> Iterator[Any]:
                 cell.set_text_props(ha="left")
                 cell.PAD = 0.02
         if table.note and k == len(chunks) - 1:
-            fig.text(0.04, 0.86 - height - 0.03, "\n".join(_wrap([table.note], 150)), fontsize=8.5, va="top",
+            fig.text(0.04, 0.86 - height - 0.02, "\n".join(_wrap([table.note], 150)), fontsize=9, va="top",
                      color="0.3")
         yield fig
 
