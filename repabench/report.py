@@ -1254,7 +1254,7 @@ CELL_CHARS = 72
 
 def render_png(figure: Figure) -> None:
     buffer = io.BytesIO()
-    figure.figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15)
+    figure.figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
     figure.png = buffer.getvalue()
 
 

@@ -188,7 +188,7 @@ def test_figures_are_inline_and_written(six):
     assert {entry["file"] for entry in index} == names and all(entry["caption"] for entry in index)
 
 
-def test_pdf_pages_and_determinism(six, tmp_path):
+def test_pdf_pages(six):
     from pypdf import PdfReader
 
     root, study, out = six
@@ -202,8 +202,6 @@ def test_pdf_pages_and_determinism(six, tmp_path):
     config_lines = len(json.dumps(json.loads(Path(study["params"]).read_text()), indent=2).splitlines())
     config_pages = -(-config_lines // 46)
     assert len(reader.pages) == 1 + 6 + 14 + config_pages + 1
-    again = run_report(root, study)
-    assert hashlib.md5(again["pdf"].read_bytes()).hexdigest() == hashlib.md5(out["pdf"].read_bytes()).hexdigest()
 
 
 def test_published_numbers_beside_ours(six):
@@ -243,6 +241,9 @@ def test_small_study_says_what_is_missing(tmp_path, n_encoders):
     if n_encoders == 3:
         assert "Fisher-z interval needs at least 4 encoders" in html
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 3
+    if n_encoders == 4:  # PDFs are byte-identical across runs (no CreationDate)
+        first = hashlib.md5(out["pdf"].read_bytes()).hexdigest()
+        assert hashlib.md5(run_report(tmp_path, study)["pdf"].read_bytes()).hexdigest() == first
 
 
 def test_missing_table_is_a_clear_error(tmp_path):

@@ -48,7 +48,7 @@ rule report:
     log:
         "results/logs/report/report.log",
     params:
-        p=stage_params("report", "name", "run_methods", "models", "encoders", "methods", "samplers", "sample", "train", "data", "vae", "evaluate", sampler=SAMPLER),
+        p=stage_params("report", "name", "device", "run_methods", "models", "encoders", "methods", "samplers", "sample", "train", "data", "vae", "evaluate", sampler=SAMPLER),
         configfiles=lambda wildcards: " ".join(workflow.configfiles) if workflow.configfiles else "",
     conda:
         "../../envs/repabench.yaml"
