@@ -1,0 +1,136 @@
+"""The encoder zoo: every vision encoder of the study behind one interface.
+
+    known_encoders()                 every registered encoder string (plus the demo `_randinit` controls)
+    weight_names(name)               weight files `name` needs in resources/weights ([] for random init/classical)
+    build_encoder(name, weights_dir) an `Encoder`: forward(uint8 images [B,3,H,W], grid) -> fp32 tokens [B,grid^2,D]
+    validate_encoder_name(name)      ValueError listing the known encoders
+
+Encoder strings are `type-arch-config` (upstream-spec §4.1). `<name>_randinit` is a random-init control with the
+same architecture. Importing this package is cheap (no torch); models are built on demand.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from repabench.encoders.catalog import DEMO_RANDINIT, RANDINIT, REGISTRY, STUDY_ENCODERS, EncoderSpec
+
+if TYPE_CHECKING:
+    from repabench.encoders.base import Encoder
+
+RANDOM_INIT_SEED = 0
+
+__all__ = ["Encoder", "EncoderSpec", "REGISTRY", "STUDY_ENCODERS", "build_encoder", "encoder_spec",
+           "extract_features_main", "known_encoders", "validate_encoder_name", "weight_names"]
+
+
+def known_encoders() -> list[str]:
+    return list(REGISTRY) + DEMO_RANDINIT
+
+
+def _split(name: str) -> tuple[EncoderSpec, bool]:
+    base, randinit = (name[: -len(RANDINIT)], True) if name.endswith(RANDINIT) else (name, False)
+    spec = REGISTRY.get(base)
+    if spec is None:
+        close = difflib.get_close_matches(name, known_encoders(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown encoder {name!r}{hint}; known encoders: {', '.join(known_encoders())}; "
+                         f"append {RANDINIT} to any of them with weights for a random-init control")
+    if randinit and not spec.has_weights:
+        raise ValueError(f"encoder {base!r} has no weights, so {name!r} is the same thing; use {base!r}")
+    return spec, randinit
+
+
+def validate_encoder_name(name: str) -> None:
+    _split(name)
+
+
+def encoder_spec(name: str) -> EncoderSpec:
+    return _split(name)[0]
+
+
+def weight_names(name: str) -> list[str]:
+    spec, randinit = _split(name)
+    return [] if randinit else list(spec.weights)
+
+
+def build_encoder(name: str, weights_dir: str | Path | None = None, device: Any = "cpu", grid: int = 16) -> "Encoder":
+    """Build `name` frozen in eval mode on `device`.
+
+    weights_dir None (or a `_randinit` name) gives a random-init model of the real architecture, seeded so that
+    the same name always gives the same weights. `grid` is the token grid the network is first set up for
+    (ViTs resample their position embeddings once per grid; a forward at another grid rebuilds).
+    device="meta" builds without memory (shape checks of the giant models).
+    """
+    import torch
+
+    spec, randinit = _split(name)
+    files = None
+    if weights_dir is not None and not randinit and spec.has_weights:
+        files = [Path(weights_dir) / w for w in spec.weights]
+    device = torch.device(device)
+    if device.type == "meta" and files:
+        raise ValueError("device='meta' builds random-init encoders only; pass weights_dir=None")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        if device.type == "meta":
+            with torch.device("meta"):
+                encoder = _construct(name, spec, None, grid)
+        else:
+            encoder = _construct(name, spec, files, grid)
+    encoder.freeze()
+    return encoder if device.type == "meta" else encoder.to(device)
+
+
+def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int) -> "Encoder":
+    weight = files[0] if files else None
+    options = spec.options
+    if spec.family in ("timm", "sam2"):
+        from repabench.encoders.timm_models import Sam2HieraEncoder, TimmSpec, TimmViTEncoder
+
+        timm_spec = TimmSpec(arch=options["arch"], patch=options["patch"], preprocessing=spec.preprocessing,
+                             final_norm=options.get("final_norm", True),
+                             model_kwargs=dict(options.get("model_kwargs", {})),
+                             filter_kwargs=dict(options.get("filter_kwargs", {})),
+                             strip_prefix=options.get("strip_prefix", ""),
+                             cls_mix_alpha=options.get("cls_mix_alpha"))
+        if spec.family == "sam2":
+            return Sam2HieraEncoder(name, spec.embed_dim, timm_spec, weight)
+        return TimmViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)
+    if spec.family == "webssl":
+        from repabench.encoders.webssl import WebSSLEncoder
+
+        return WebSSLEncoder(name, spec.embed_dim, options["size"], spec.preprocessing, weight)
+    if spec.family == "effnet":
+        from repabench.encoders.cnn import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(name, spec.embed_dim, spec.preprocessing, options["variant"], weight)
+    if spec.family == "inception":
+        from repabench.encoders.cnn import InceptionEncoder
+
+        return InceptionEncoder(name, spec.embed_dim, spec.preprocessing, weight)
+    if spec.family == "hog":
+        from repabench.encoders.classical import HOGEncoder
+
+        return HOGEncoder(name, spec.embed_dim, spec.preprocessing)
+    if spec.family == "pixels":
+        from repabench.encoders.classical import PixelEncoder
+
+        return PixelEncoder(name, spec.embed_dim, spec.preprocessing)
+    raise ValueError(f"encoder {name!r}: unknown family {spec.family!r}")
+
+
+def extract_features_main(argv: list[str]) -> int:
+    from repabench.encoders.extract import extract_features_main as main
+
+    return main(argv)
+
+
+def __getattr__(attr: str):
+    if attr == "Encoder":
+        from repabench.encoders.base import Encoder
+
+        return Encoder
+    raise AttributeError(f"module 'repabench.encoders' has no attribute {attr!r}")
