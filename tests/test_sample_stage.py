@@ -115,7 +115,7 @@ def test_one_and_two_processes_give_identical_images(inputs, tmp_path):
 
 
 def test_killed_generation_resumes_to_identical_shards(inputs, tmp_path):
-    params = _params(n=36, shard=6, batch=6, steps=30)
+    params = _params(n=36, shard=6, batch=6, steps=16)
     _run(inputs, tmp_path / "whole", params)
 
     out = tmp_path / "killed"
@@ -139,8 +139,12 @@ def test_killed_generation_resumes_to_identical_shards(inputs, tmp_path):
 
 
 def test_bad_params_fail_early(inputs, tmp_path):
-    bad = json.dumps({"sampler": {"mode": "sde", "steps": 1}})
-    result = subprocess.run(_command(inputs, tmp_path / "x", bad), cwd=REPO, env=_env(), capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode != 0 and "steps" in result.stderr
+    from repabench.sample import sample_main
+
+    args = _command(inputs, tmp_path / "x", json.dumps({"sampler": {"mode": "sde", "steps": 1}}))[4:]
+    with pytest.raises(SystemExit, match="steps must be an integer >= 2"):
+        sample_main(args)
+    args = _command(inputs, tmp_path / "x", _params(4, 2, 2, labels="random"))[4:]
+    with pytest.raises(SystemExit, match="labels"):
+        sample_main(args)
     assert not (tmp_path / "x").exists()
