@@ -11,9 +11,9 @@ def sample_stage_params(wildcards):
 def sample_launcher(wildcards, resources):
     """One process per GPU: accelerate launch for several, plain python otherwise."""
     if resources.gpu > 1:
-        return (f"{PYTHON} -m accelerate.commands.launch --multi_gpu --num_machines 1 "
+        return (f"-m accelerate.commands.launch --multi_gpu --num_machines 1 "
                 f"--num_processes {resources.gpu} --mixed_precision no --dynamo_backend no -m")
-    return f"{PYTHON} -m"
+    return "-m"
 
 
 def sample_runtime(wildcards, attempt):
@@ -46,7 +46,7 @@ rule sample:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{params.launcher} repabench sample --checkpoint {input.checkpoint:q} --latent-stats {input.latent_stats:q}"
+        "{PYTHON} {params.launcher} repabench sample --checkpoint {input.checkpoint:q} --latent-stats {input.latent_stats:q}"
         " --autoencoder-kind {params.autoencoder_kind} --autoencoder {input.autoencoder:q}"
         " --out-dir {params.out_dir:q} --params {params.p:q} --device {params.device} --threads {threads}"
         " > {log} 2>&1"
