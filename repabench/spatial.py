@@ -92,9 +92,11 @@ def _mean_weights(selected: torch.Tensor) -> torch.Tensor:
     return (selected / selected.sum()).float()
 
 
-def _auto_chunk(num_tokens: int, device: torch.device) -> int:
-    budget = (1 << 30) if device.type == "cuda" else (128 << 20)
-    return max(1, budget // (4 * num_tokens * num_tokens * 3))
+def _auto_chunk(num_tokens: int, dim: int, device: torch.device) -> int:
+    """Images per chunk: float32 tokens (twice: input and centred) plus three T x T buffers within a budget."""
+    budget = (4 << 30) if device.type == "cuda" else (256 << 20)
+    per_image = 4 * (2 * num_tokens * dim + 3 * num_tokens * num_tokens)
+    return max(1, budget // per_image)
 
 
 def spatial_metrics(
@@ -114,14 +116,14 @@ def spatial_metrics(
     """
     if tokens.ndim != 3:
         raise ValueError(f"tokens must be [N, T, D], got shape {tuple(tokens.shape)}")
-    _, t, _ = tokens.shape
+    _, t, dim = tokens.shape
     n = tokens.shape[0] if rows is None else len(rows)
     side = grid_side(t)
     if token_masks is not None and tuple(token_masks.shape) != (n, t):
         raise ValueError(f"token masks must be [N, T] = {(n, t)}, got {tuple(token_masks.shape)}")
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     weights = _PairWeights(side, cfg, device)
-    chunk = chunk or _auto_chunk(t, device)
+    chunk = chunk or _auto_chunk(t, dim, device)
     out = {name: np.full(n, np.nan) for name in METRICS}
     starts = range(0, n, chunk)
     if progress:
