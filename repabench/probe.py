@@ -196,10 +196,17 @@ def linear_probe_main(argv: list[str]) -> int:
     splits = {}
     for name, path in (("train", args.train), ("val", args.val)):
         store = Store(path)
-        tokens, labels = store["tokens"], np.asarray(store["labels"])
-        if tokens.shape[0] != labels.shape[0]:
-            raise SystemExit(f"{path}: {tokens.shape[0]} token rows but {labels.shape[0]} labels; rerun extract_features")
-        splits[name] = (mean_pooled(tokens, progress=True), labels)
+        labels = np.asarray(store["labels"])
+        # A `pooled` array [N, D] (token means, written by extract_features for ImageNet-sized splits) spares
+        # reading all the tokens; otherwise the tokens are mean-pooled here.
+        if "pooled" in store:
+            features = np.asarray(store["pooled"], dtype=np.float32)
+        else:
+            features = mean_pooled(store["tokens"], progress=True)
+        if features.shape[0] != labels.shape[0]:
+            raise SystemExit(f"{path}: {features.shape[0]} feature rows but {labels.shape[0]} labels; "
+                             "rerun extract_features")
+        splits[name] = (features, labels)
     (x_train, y_train), (x_val, y_val) = splits["train"], splits["val"]
     if x_train.shape[1] != x_val.shape[1]:
         raise SystemExit(f"train features have {x_train.shape[1]} dims, val features {x_val.shape[1]}: different encoders?")
