@@ -89,3 +89,17 @@ def test_stage_writes_result(tmp_path):
     assert result["best_val_acc"] > 90 and result["best_val_acc"] > result["chance"]
     assert result["best_lr"] in (0.001, 0.01) and len(result["heads"]) == 4
     assert result["provenance"]["stage"] == "linear_probe"
+
+
+def test_stage_prefers_pooled_features(tmp_path):
+    rng = np.random.default_rng(5)
+    for split, n in (("train", 200), ("heldout", 80)):
+        y = rng.integers(0, 2, size=n)
+        pooled = np.stack([y * 3.0, rng.normal(size=n)], axis=1).astype(np.float32)  # separable on dim 0
+        tokens = rng.normal(size=(n, 4, 2)).astype(np.float16)  # pure noise: would give ~chance
+        write_store(tmp_path / split, {"tokens": tokens, "pooled": pooled, "labels": y})
+    out = tmp_path / "probe.json"
+    assert linear_probe_main(["--train", str(tmp_path / "train"), "--val", str(tmp_path / "heldout"),
+                              "--encoder", "toy", "--out", str(out), "--device", "cpu",
+                              "--params", json.dumps({"probe": {"epochs": 10, "batch_size": 64}})]) == 0
+    assert json.loads(out.read_text())["best_val_acc"] == 100.0
