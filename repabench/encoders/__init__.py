@@ -20,8 +20,6 @@ from repabench.encoders.catalog import DEMO_RANDINIT, RANDINIT, REGISTRY, STUDY_
 if TYPE_CHECKING:
     from repabench.encoders.base import Encoder
 
-RANDOM_INIT_SEED = 0
-
 __all__ = ["Encoder", "EncoderSpec", "REGISTRY", "STUDY_ENCODERS", "build_encoder", "encoder_spec",
            "extract_features_main", "known_encoders", "validate_encoder_name", "weight_names"]
 
@@ -73,8 +71,9 @@ def build_encoder(name: str, weights_dir: str | Path | None = None, device: Any 
     device = torch.device(device)
     if device.type == "meta" and files:
         raise ValueError("device='meta' builds random-init encoders only; pass weights_dir=None")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_INIT_SEED)
+    from repabench.encoders.base import seeded_init
+
+    with seeded_init():
         if device.type == "meta":
             with torch.device("meta"):
                 encoder = _construct(name, spec, None, grid)

@@ -7,6 +7,7 @@ normalisation constants and the order of the two.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -102,6 +103,17 @@ class Encoder(nn.Module):
     def describe(self) -> dict:
         return {"name": self.name, "embed_dim": self.embed_dim, "pretrained": self.pretrained,
                 "preprocessing": self.preprocessing.describe() if self.preprocessing else None}
+
+
+RANDOM_INIT_SEED = 0
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int = RANDOM_INIT_SEED):
+    """Random init that depends only on `seed` (the same name always gives the same random weights)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def resample_tokens_grid(fmap: Tensor, grid: int, mode: str = "bilinear") -> Tensor:

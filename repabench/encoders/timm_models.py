@@ -8,6 +8,7 @@ the token grid (once, when the network is built for a grid, as upstream does).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from repabench.encoders.base import Encoder, load_checkpoint
+from repabench.encoders.base import Encoder, load_checkpoint, seeded_init
 from repabench.encoders.preprocessing import Preprocessing
 from repabench.weights import WeightError, verified_path
 
@@ -71,16 +72,16 @@ class TimmViTEncoder(Encoder):
     def configure(self, grid: int) -> None:
         import timm
 
-        device = None
-        if self.network is not None:
-            device = next(self.network.parameters()).device
+        device = next(self.network.parameters()).device if self.network is not None else None
+        on_meta = device is not None and device.type == "meta"
         kwargs = {"pretrained": False, "num_classes": 0, "global_pool": "", "img_size": self.spec.patch * grid,
                   "dynamic_img_size": False, **self.spec.model_kwargs}
-        network = timm.create_model(self.spec.arch, **kwargs)
+        with seeded_init(), (torch.device("meta") if on_meta else contextlib.nullcontext()):
+            network = timm.create_model(self.spec.arch, **kwargs)
         if self.weight_file is not None:
             load_timm_checkpoint(network, verified_path(self.weight_file), self.spec)
         network.eval().requires_grad_(False)
-        self.network = network.to(device) if device is not None and device.type != "meta" else network
+        self.network = network.to(device) if device is not None and not on_meta else network
         self.grid = grid
 
     def tokens(self, x: Tensor, grid: int) -> Tensor:
