@@ -36,13 +36,6 @@ AXIS_LABELS = {
     "RMSC": "RMSC (RMS token contrast, unitless)",
     "FID": "FID (lower is better)",
 }
-PREDICTOR_NAMES = {
-    "LP": "linear-probe accuracy (global semantics)",
-    "LDS": "local-vs-distant similarity",
-    "CDS": "correlation-decay slope",
-    "SRSS": "semantic-region self-similarity",
-    "RMSC": "RMS spatial contrast",
-}
 # Rules whose jobs hold GPUs when the study runs on CUDA; the value names the config key with the GPU count.
 GPU_RULES: Mapping[str, tuple[str, str] | None] = {
     "train": ("train", "gpus"),
@@ -239,26 +232,7 @@ def eval_provenances(curve_paths: Iterable[str | os.PathLike]) -> list[dict[str,
 
 
 # ------------------------------------------------------------------------------------------------------------
-# the correlation statistics of `repabench.stats`, read by key with a direct computation where one is missing
-
-
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            name = f"{prefix}_{key}".lower() if prefix else str(key).lower()
-            if isinstance(value, Mapping):
-                flat.update(_flatten(value, name))
-            else:
-                flat[name] = value
-    return flat
-
-
-def _pick(flat: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in flat and flat[name] is not None:
-            return flat[name]
-    return None
+# the correlation statistics of `repabench.stats`, checked against a direct computation on the table
 
 
 def _interval(value: Any) -> tuple[float, float] | None:
@@ -303,24 +277,12 @@ class Correlation:
         return published.CORRELATION_R.get(self.predictor)
 
 
-def _predictor_blocks(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Find the per-predictor result mappings wherever the statistics file keeps them."""
-    for key in ("predictors", "correlations", "correlation", "pearson", "results"):
-        block = stats.get(key)
-        if isinstance(block, Mapping) and any(p in block for p in PREDICTORS):
-            return {p: block[p] for p in PREDICTORS if isinstance(block.get(p), Mapping)}
-        if isinstance(block, list):
-            rows = {str(r.get("predictor") or r.get("metric") or r.get("name")): r for r in block if isinstance(r, Mapping)}
-            if any(p in rows for p in PREDICTORS):
-                return {p: rows[p] for p in PREDICTORS if p in rows}
-    return {p: stats[p] for p in PREDICTORS if isinstance(stats.get(p), Mapping)}
-
-
 def correlations(stats: Mapping[str, Any], rows: pd.DataFrame) -> list[Correlation]:
-    """Pearson/Spearman of each predictor against FID: the statistics file's values, checked against the table."""
+    """Pearson/Spearman of each predictor against FID: the statistics file's `predictors` block (keys of
+    `repabench.stats.correlate_pair`), each r checked against a direct computation on the table."""
     from scipy.stats import pearsonr
 
-    blocks = _predictor_blocks(stats)
+    blocks = stats.get("predictors") if isinstance(stats.get("predictors"), Mapping) else {}
     result = []
     for name in PREDICTORS:
         pairs = rows[[name, "FID"]].dropna() if name in rows.columns else pd.DataFrame(columns=[name, "FID"])
@@ -328,22 +290,20 @@ def correlations(stats: Mapping[str, Any], rows: pd.DataFrame) -> list[Correlati
         direct = None
         if n >= 3 and pairs[name].std() > 0 and pairs["FID"].std() > 0:
             direct = float(pearsonr(pairs[name], pairs["FID"]).statistic)
-        flat = _flatten(blocks.get(name, {}))
-        r = _pick(flat, "r", "pearson_r", "pearson", "pearson_r_value", "value")
+        block = blocks.get(name) if isinstance(blocks.get(name), Mapping) else {}
+        r = block.get("pearson_r")
         entry = Correlation(
             predictor=name,
-            n=int(_pick(flat, "n", "n_encoders", "count") or n),
+            n=int(block.get("n") or n),
             r=float(r) if _finite(r) else None,
-            fisher_ci=_interval(_pick(flat, "fisher_ci", "ci_fisher", "ci95_fisher", "fisher", "pearson_ci",
-                                      "fisher_ci95", "ci95", "ci")),
-            bootstrap_ci=_interval(_pick(flat, "bootstrap_ci", "ci_bootstrap", "ci95_bootstrap", "bootstrap",
-                                         "bootstrap_ci95")),
-            p_value=_pick(flat, "p", "p_value", "pearson_p", "pvalue"),
-            spearman=_pick(flat, "spearman_rho", "spearman", "rho", "spearman_r", "spearman_statistic"),
-            spearman_p=_pick(flat, "spearman_p", "spearman_p_value", "rho_p", "spearman_pvalue"),
+            fisher_ci=_interval(block.get("ci95_fisher")),
+            bootstrap_ci=_interval(block.get("ci95_bootstrap")),
+            p_value=block.get("pearson_p"),
+            spearman=block.get("spearman_rho"),
+            spearman_p=block.get("spearman_p"),
             direct_r=direct,
         )
-        reason = _pick(flat, "reason")
+        reason = block.get("reason")
         if reason:
             entry.note = str(reason)
         if entry.r is None and direct is not None:
@@ -446,7 +406,7 @@ class Setting:
 def resolve_setting(params: Mapping[str, Any], stats: Mapping[str, Any], table: pd.DataFrame) -> Setting:
     """The statistics file's own setting where it records one, else the config's `report` section."""
     report = params.get("report") or {}
-    declared = _flatten(stats.get("setting") or {})
+    declared = stats.get("setting") if isinstance(stats.get("setting"), Mapping) else {}
     models = params.get("models") or (sorted(table["model"].unique()) if "model" in table else ["?"])
     model = declared.get("model") or report.get("model") or models[0]
     method = declared.get("method") or report.get("method") or (params.get("run_methods") or ["repa"])[0]
@@ -540,6 +500,15 @@ def _short(encoder: str, width: int = 22) -> str:
     return encoder if len(encoder) <= width else encoder[: width - 1] + "…"
 
 
+def _step_axis(ax) -> None:
+    """Training steps as 50k, 100k, ... (not an offset multiplier) once they reach the thousands."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xlabel("training step")
+    if ax.get_xlim()[1] >= 2000:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+
+
 def _ci_text(ci: tuple[float, float] | None) -> str:
     return f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
 
@@ -572,12 +541,11 @@ def correlation_figure(rows: pd.DataFrame, corr: Sequence[Correlation], setting:
             ax.plot(grid, slope * grid + intercept, color="#c44e52", linewidth=1.5, label="least-squares fit")
             pad = 0.08 * np.ptp(x)
             ax.set_xlim(x.min() - pad, x.max() + 2.5 * pad)  # room for the point labels on the right
+        ax.margins(y=0.1)
         c = by_name[name]
         title = f"{name}: r = {c.r:+.2f}{_ci_text(c.fisher_ci)}" if c.r is not None else f"{name}: r undefined"
-        ax.set_title(f"{title}  (n = {len(pairs)})")
-        if c.paper_r is not None:
-            ax.text(0.98, 0.97, f"paper r = {c.paper_r:+.2f}", ha="right", va="top", transform=ax.transAxes,
-                    fontsize=8, color="0.35", bbox={"facecolor": "white", "edgecolor": "0.8", "pad": 2})
+        paper = f"; paper r = {c.paper_r:+.2f}" if c.paper_r is not None else ""
+        ax.set_title(f"{title}\n(n = {len(pairs)}{paper})", fontsize=10.5)
     _abs_r_panel(axes.flat[5], corr)
     fig.suptitle(f"Which encoder property predicts generation quality? FID of {setting.describe()}; "
                  f"95% Fisher-z intervals", fontsize=12)
@@ -594,7 +562,10 @@ def _abs_r_panel(ax, corr: Sequence[Correlation]) -> None:
         if c.r is not None and c.fisher_ci:
             lo, hi = sorted(abs(v) for v in c.fisher_ci) if c.fisher_ci[0] * c.fisher_ci[1] > 0 else (0.0, max(map(abs, c.fisher_ci)))
             err[:, i] = [max(abs(c.r) - lo, 0), max(hi - abs(c.r), 0)]
-    ax.bar(pos - 0.2, np.nan_to_num(ours), 0.4, yerr=np.nan_to_num(err), capsize=3, color="#4c72b0", label="ours")
+    ax.bar(pos - 0.2, np.nan_to_num(ours), 0.4, color="#4c72b0", label="ours (bar: 95% Fisher-z CI)")
+    has_ci = np.isfinite(err).all(axis=0)
+    if has_ci.any():
+        ax.errorbar(pos[has_ci] - 0.2, ours[has_ci], yerr=err[:, has_ci], fmt="none", ecolor="black", capsize=3)
     ax.bar(pos + 0.2, paper, 0.4, color="0.7", label="paper (27 encoders, SiT-XL/2)")
     ax.set_xticks(pos, names)
     ax.set_ylim(0, 1.3)
@@ -629,7 +600,7 @@ def method_comparison_figure(comparison: pd.DataFrame, params: Mapping[str, Any]
                    label=method_label(params, baseline))
         ax.scatter(part["FID"], ypos, s=50, color=colors[method], marker="D", zorder=3,
                    label=method_label(params, method))
-        ax.set_yticks(ypos, [_short(e, 28) for e in encoders])
+        ax.set_yticks(ypos, [_short(e, 32) for e in encoders])
         low = np.nanmin(part[["FID_base", "FID"]].to_numpy(float)) if part[["FID_base", "FID"]].notna().any().any() else 0
         high = np.nanmax(part[["FID_base", "FID"]].to_numpy(float)) if part[["FID_base", "FID"]].notna().any().any() else 1
         span = max(high - low, 1e-3)
@@ -674,9 +645,8 @@ def curves_figure(curves: pd.DataFrame, encoders: Sequence[str], methods: Sequen
                 ax.plot(run["Steps"], run["FID"], styles[k % len(styles)], marker="o", color=colors[method],
                         label=label)
         ax.set_title(_short(encoder, 34))
-        ax.set_xlabel("training step")
         ax.set_ylabel("FID")
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+        _step_axis(ax)
     handles, labels = [], []
     for ax in axes.flat[:n]:
         for h, l in zip(*ax.get_legend_handles_labels()):
@@ -710,10 +680,9 @@ def across_figure(across: pd.DataFrame):
                                     linewidth=0)
         ax.axhline(0, color="0.5", linewidth=0.8)
         ax.set_ylim(-1.05, 1.05)
-        ax.set_xlabel("training step")
         ax.set_ylabel("Pearson r with FID")
         ax.set_title(str(model))
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+        _step_axis(ax)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside right center", title="predictor")
@@ -740,7 +709,7 @@ def training_figure(train_logs: Sequence[Mapping[str, Any]], colors: Mapping[str
     axes[1].set_title("alignment loss")
     axes[1].set_ylabel("loss (negative cosine similarity)")
     for ax in axes:
-        ax.set_xlabel("training step")
+        _step_axis(ax)
     from matplotlib.lines import Line2D
 
     shown = list(dict.fromkeys(r["_key"]["encoder"] for r in train_logs))
