@@ -24,7 +24,7 @@ from torch import nn
 # name -> depth, hidden width, heads, patch.  "upstream": False marks sizes that no upstream code trains.
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {}
 _SIZES = {
-    "T": dict(depth=4, hidden_size=128, num_heads=2, upstream=False),  # tiny demo size for CPU runs (not upstream)
+    "T": dict(depth=4, hidden_size=64, num_heads=2, upstream=False),  # tiny demo size for 1-thread CPU runs (not upstream)
     "S": dict(depth=12, hidden_size=384, num_heads=6, upstream=True),
     "B": dict(depth=12, hidden_size=768, num_heads=12, upstream=True),
     "L": dict(depth=24, hidden_size=1024, num_heads=16, upstream=True),
