@@ -66,10 +66,12 @@ def williams_t(r12: float, r13: float, r23: float, n: int) -> tuple[float, float
 
     Returns (t, two-sided p) with n - 3 degrees of freedom.
     """
+    if n < 4:
+        return float("nan"), float("nan")
     det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
     rbar = (r12 + r13) / 2
     denom = 2 * (n - 1) / (n - 3) * det + rbar**2 * (1 - r23) ** 3
-    if n < 4 or denom <= 0:
+    if denom <= 0:
         return float("nan"), float("nan")
     t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denom)
     return t, float(2 * sps.t.sf(abs(t), n - 3))

@@ -226,10 +226,7 @@ def test_compute_hours_from_benchmarks(six):
 def test_small_study_says_what_is_missing(tmp_path, n_encoders):
     """The .test shapes (3 encoders), one method, one step, no IS: sections explain instead of failing."""
     encoders = ["effnetlite-cnn-lite0", "hog-classic-cells", "pixels-classic-raw", "inception-cnn-2015"][:n_encoders]
-    try:
-        study = make_study(tmp_path, encoders, methods=("repa",), steps=(400,), with_is=False)
-    except ZeroDivisionError:  # repabench.stats.williams_t divides by n - 3
-        pytest.xfail("the correlate stage fails on 3 encoders (stats.williams_t divides by n - 3)")
+    study = make_study(tmp_path, encoders, methods=("repa",), steps=(400,), with_is=False)
     out = run_report(tmp_path, study)
     html = out["html"].read_text()
     for encoder in encoders:

@@ -189,3 +189,12 @@ def test_correlate_stage_names_a_missing_setting(tmp_path):
         correlate_main(["--evals", *evals, "--spatial", *sp, "--probe", *pr, "--out-table", str(tmp_path / "t.csv"),
                         "--out-json", str(tmp_path / "c.json"),
                         "--params", json.dumps({"report": {"method": "repa", "step": 200}})])
+
+
+def test_williams_t_needs_four_encoders():
+    import math
+
+    from repabench.stats import williams_t
+
+    t, p = williams_t(0.5, 0.2, 0.1, 3)  # n - 3 = 0 degrees of freedom: undefined, not a crash
+    assert math.isnan(t) and math.isnan(p)
