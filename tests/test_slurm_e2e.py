@@ -58,6 +58,12 @@ IGNORE = shutil.ignore_patterns(".venv", "results", "resources", ".snakemake", "
 def copy_repo(dest: Path) -> Path:
     shutil.copytree(REPO, dest, symlinks=True, ignore=IGNORE)
     (dest / ".test" / "config" / "slurm-overlay.yaml").write_text(yaml.safe_dump(OVERLAY))
+    # the real profile with one change: train gets 1 minute on attempt 1 and a (fake) GPU. A CLI
+    # --set-resources would replace the profile's whole set-resources table, so the test edits a copy.
+    profile = yaml.safe_load((dest / "profiles/slurm/config.yaml").read_text())
+    profile["set-resources"]["train"].update(runtime="1 if attempt == 1 else 10", gpu=1)
+    (dest / "slurm-test").mkdir()
+    (dest / "slurm-test" / "config.yaml").write_text(yaml.safe_dump(profile))
     return dest
 
 
@@ -120,10 +126,9 @@ def test_test_config_through_slurm_profile(tmp_path):
     with LocalSlurm(tmp_path / "slurm") as cluster:
         killer = TimeLimitAtFirstState(repo)
         killer.start()
-        cmd = [*SNAKEMAKE, "--profile", "slurm", "--configfile", *configfiles,
+        cmd = [*SNAKEMAKE, "--profile", "slurm-test", "--configfile", *configfiles,
                "--slurm-no-account", "--slurm-status-command", "squeue",
                "--slurm-init-seconds-before-status-checks", "1",
-               "--set-resources", "train:runtime=1 if attempt == 1 else 10", "train:gpu=1",
                "--groups", *[f"{rule}={group}" for rule, group in GROUPS.items()],
                "--group-components", "data=100", "analysis=100", "generate=100",
                "--", *goal]
@@ -135,7 +140,7 @@ def test_test_config_through_slurm_profile(tmp_path):
         assert run.returncode == 0, f"snakemake failed after {time.time() - started:.0f}s:\n{log[-6000:]}\n" \
                                     f"{cluster.logs()}"
 
-    assert "Using profiles slurm" in log  # `--profile slurm` resolved from the repository root
+    assert "Using profiles slurm-test" in log  # a profile name resolved from the repository root
     assert killer.sent is not None, "the trainer finished before the simulated time limit; raise train.steps"
 
     train_jobs = [j for j in jobs if j.get("Comment", "").startswith("rule_train")]
