@@ -169,7 +169,7 @@ class StepBatches(torch.utils.data.Dataset):
                  "moments": torch.from_numpy(np.ascontiguousarray(latents["moments"][idx], dtype=np.float32)),
                  "label": torch.from_numpy(np.asarray(latents["labels"][idx], dtype=np.int64))}
         if self.need_images:
-            batch["image"] = torch.from_numpy(np.ascontiguousarray(images["images"][idx])).permute(0, 3, 1, 2)
+            batch["image"] = torch.from_numpy(np.ascontiguousarray(images["images"][idx])).permute(0, 3, 1, 2).contiguous()
         return batch
 
 

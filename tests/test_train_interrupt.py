@@ -91,3 +91,17 @@ def test_interrupted_run_resumes_to_the_same_weights(data, tmp_path, straight, s
     final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
     # bitwise: the state holds every random stream and the batch order is a function of the step
     assert_same_ema(final["ema"], straight["ema"])
+
+
+def test_two_process_run(data, tmp_path):
+    """The multi-process code path on CPU (gloo, launched by torchrun as `accelerate launch --cpu` runs a single
+    process): split batch, stop-flag all-reduce, RNG of every rank gathered into the state."""
+    argv = train_argv(data, tmp_path / "out", tmp_path / "state",
+                      train={"steps": 4, "checkpoint_steps": [4], "state_every": 2})
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
+    done = subprocess.run([*launch, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = torch.load(next((tmp_path / "state").glob("*/state.pt")), map_location="cpu", weights_only=True)
+    assert saved["world_size"] == 2 and len(saved["rng"]) == 2 and saved["step"] == 4
+    assert not torch.equal(saved["rng"][0]["cpu"], saved["rng"][1]["cpu"])  # seed + process index
+    assert json.loads((tmp_path / "out" / "log.json").read_text())["segments"][0]["processes"] == 2
