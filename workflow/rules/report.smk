@@ -44,12 +44,17 @@ rule report:
             caption="../report/report_pdf.rst",
             category="Final report",
         ),
-        figures=directory("results/report/figures"),
+        figures=report(
+            directory("results/report/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+            labels={"figure": "{name}"},
+        ),
     log:
         "results/logs/report/report.log",
     params:
         p=stage_params("report", "name", "device", "run_methods", "models", "encoders", "methods", "samplers", "sample", "train", "data", "vae", "evaluate", sampler=SAMPLER),
-        configfiles=lambda wildcards: " ".join(workflow.configfiles) if workflow.configfiles else "",
     conda:
         "../../envs/repabench.yaml"
     shell:
