@@ -336,3 +336,51 @@ def test_extract_features_rejects_an_unknown_encoder(tmp_path):
 
     with pytest.raises(SystemExit, match="known encoders"):
         extract_features_main(["--images", str(tmp_path), "--out", str(tmp_path / "o"), "--encoder", "nope-vit-b"])
+
+
+# --- loading hub/upstream-format checkpoints (synthetic files with the real layouts; no download) -----------
+
+
+def _save_with_record(state: dict, path: Path, torch_pickle: bool = False) -> None:
+    from safetensors.torch import save_file
+
+    from repabench.atomic import write_json
+    from repabench.provenance import sha256_file
+    from repabench.weights import sidecar
+
+    if torch_pickle:
+        torch.save(state, path)
+    else:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    write_json(sidecar(path), {"name": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size})
+
+
+def test_checkpoints_load_with_the_upstream_position_embedding_resampling(tmp_path):
+    import timm
+    from timm.layers import resample_abs_pos_embed
+
+    # DINO ViT-S/16 saved at its native 224 px (14x14 positions): bicubic + antialias to 16x16 (timm's resampler)
+    native = timm.create_model("vit_small_patch16_224", num_classes=0).state_dict()
+    _save_with_record(native, tmp_path / "dino-vit-s.safetensors")
+    dino = enc.build_encoder("dino-vit-s", tmp_path)
+    assert dino.pretrained
+    expected = resample_abs_pos_embed(native["pos_embed"], (16, 16), num_prefix_tokens=1)
+    torch.testing.assert_close(dino.network.pos_embed, expected)
+    torch.testing.assert_close(dino.network.blocks[3].mlp.fc1.weight, native["blocks.3.mlp.fc1.weight"])
+
+    # MoCo v3 layout: {"state_dict": {"module.base_encoder.*", "module.momentum_encoder.*", ...}}
+    wrapped = {"state_dict": {**{f"module.base_encoder.{k}": v for k, v in native.items()},
+                              "module.momentum_encoder.cls_token": native["cls_token"]}, "epoch": 300}
+    _save_with_record(wrapped, tmp_path / "mocov3-vit-s.pth.tar", torch_pickle=True)
+    moco = enc.build_encoder("mocov3-vit-s", tmp_path)
+    torch.testing.assert_close(moco.network.pos_embed, expected)
+    assert moco.network.blocks[0].attn.num_heads == 12  # MoCo v3's ViT-S has 12 heads
+
+    # PE-Core-T at its native 384 px (24x24): bilinear without antialias, as PE resizes inside its forward
+    pe_native = timm.create_model("vit_pe_core_tiny_patch16_384", num_classes=0, global_pool="").state_dict()
+    _save_with_record(pe_native, tmp_path / "pe-vit-t.safetensors")
+    pe = enc.build_encoder("pe-vit-t", tmp_path)
+    grid = pe_native["pos_embed"][:, 1:].reshape(1, 24, 24, -1).permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(grid, size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(pe.network.pos_embed[:, 1:], resized.flatten(2).transpose(1, 2))
+    torch.testing.assert_close(pe.network.pos_embed[:, :1], pe_native["pos_embed"][:, :1])

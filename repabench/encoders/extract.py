@@ -86,7 +86,7 @@ def extract_features_main(argv: list[str]) -> int:
     with StoreWriter(args.out, specs) as writer, torch.inference_mode():
         for start in tqdm(range(0, n, batch_size), desc=f"extract {args.encoder}", unit="batch"):
             stop = min(start + batch_size, n)
-            batch = torch.from_numpy(np.ascontiguousarray(images[start:stop])).permute(0, 3, 1, 2).to(device)
+            batch = torch.from_numpy(np.array(images[start:stop])).permute(0, 3, 1, 2).to(device)
             writer["tokens"][start:stop] = encoder(batch, grid=grid).cpu().numpy().astype(dtype)
         writer["labels"][:] = np.asarray(store["labels"], dtype=np.int64)
         if "masks" in store:
