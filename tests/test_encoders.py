@@ -384,3 +384,25 @@ def test_checkpoints_load_with_the_upstream_position_embedding_resampling(tmp_pa
     resized = torch.nn.functional.interpolate(grid, size=(16, 16), mode="bilinear", align_corners=False)
     torch.testing.assert_close(pe.network.pos_embed[:, 1:], resized.flatten(2).transpose(1, 2))
     torch.testing.assert_close(pe.network.pos_embed[:, :1], pe_native["pos_embed"][:, :1])
+
+
+def test_batchnorm_folding_keeps_the_efficientnet_function():
+    import copy
+
+    import timm
+
+    from repabench.encoders.cnn import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = timm.create_model("tf_efficientnet_lite0").eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.5)
+    folded = fold_batchnorm(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), net(x), atol=1e-4, rtol=1e-4)

@@ -35,7 +35,7 @@ class EfficientNetLiteEncoder(Encoder):
         if weight_file is not None:
             self.network.load_state_dict(map_lukemelas_efficientnet(load_checkpoint(verified_path(weight_file)),
                                                                     self.network, weight_file))
-        self.network = self.network.to(memory_format=torch.channels_last)
+        self.network = fold_batchnorm(self.network.eval()).to(memory_format=torch.channels_last)
         out_channels = self.network.blocks[EFFNET_STRIDE16_STAGES - 1][-1].conv_pwl.out_channels
         if out_channels != embed_dim:
             raise RuntimeError(f"{name}: stride-16 map has {out_channels} channels, registry says {embed_dim}")
@@ -56,6 +56,30 @@ class EfficientNetLiteEncoder(Encoder):
 
         x = apply_preprocessing(images, self.preprocessing, size)
         return self.network(x.contiguous(memory_format=torch.channels_last))
+
+
+# (conv, batch norm) pairs per timm EfficientNet module type
+_CONV_BN_PAIRS = {
+    "EfficientNet": (("conv_stem", "bn1"), ("conv_head", "bn2")),
+    "DepthwiseSeparableConv": (("conv_dw", "bn1"), ("conv_pw", "bn2")),
+    "InvertedResidual": (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")),
+}
+
+
+@torch.no_grad()
+def fold_batchnorm(network: nn.Module) -> nn.Module:
+    """Fold eval-mode batch norms into the preceding convolutions (inference only; same function)."""
+    for module in list(network.modules()):
+        for conv_name, bn_name in _CONV_BN_PAIRS.get(type(module).__name__, ()):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            bias = bn.bias - bn.running_mean * scale
+            if conv.bias is not None:
+                bias = bias + conv.bias * scale
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter(bias, requires_grad=False)
+            setattr(module, bn_name, nn.Sequential(bn.drop, bn.act))
+    return network
 
 
 def map_lukemelas_efficientnet(source: dict, model: nn.Module, path: Path) -> dict:
@@ -92,9 +116,10 @@ class TFConv(nn.Module):
         nn.init.kaiming_normal_(self.weight, nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.conv2d(x, self.weight, None, self.stride, self.padding)
-        x = (x - self.mean.view(1, -1, 1, 1)) * torch.rsqrt(self.var.view(1, -1, 1, 1) + 1e-3)
-        return F.relu(x + self.beta.view(1, -1, 1, 1))
+        # batch norm folded into the convolution: one pass over the activations
+        scale = torch.rsqrt(self.var + 1e-3)
+        weight = self.weight * scale.view(-1, 1, 1, 1)
+        return F.relu(F.conv2d(x, weight, self.beta - self.mean * scale, self.stride, self.padding))
 
 
 def _avg_pool_same(x: Tensor) -> Tensor:
