@@ -62,6 +62,11 @@ def copy_repo(dest: Path) -> Path:
     # --set-resources would replace the profile's whole set-resources table, so the test edits a copy.
     profile = yaml.safe_load((dest / "profiles/slurm/config.yaml").read_text())
     profile["set-resources"]["train"].update(runtime="1 if attempt == 1 else 10", gpu=1)
+    # the CPU config requests 0 GPUs for sample; with the profile's gpu_model the jobstep's srun then asks for a
+    # GRES the job lacks ("Step requested GRES but job doesn't have GRES"): give it a fake GPU like train
+    profile["set-resources"]["sample"]["gpu"] = 1
+    for rule in GROUPS:  # a group job needs one partition for all its rules
+        profile["set-resources"].setdefault(rule, {})["slurm_partition"] = "gpu"
     (dest / "slurm-test").mkdir()
     (dest / "slurm-test" / "config.yaml").write_text(yaml.safe_dump(profile))
     return dest
