@@ -44,14 +44,15 @@ class Features:
 
 
 def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)  # NHWC -> NCHW view
+    tensor = torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2)  # a writable copy; NHWC -> NCHW view
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.contiguous()
 
 
 def extract(model: ADMInception, source, batch_size: int, device: torch.device | str,
-            desc: str = "inception", want_spatial: bool = True, want_logits: bool = True) -> Features:
+            desc: str = "inception", want_spatial: bool = True, want_logits: bool = True,
+            prefetch_depth: int = 3) -> Features:
     """Inception features of every image of `source` (an object with `count` and `batches(n)`)."""
     device = torch.device(device)
     n = source.count
@@ -61,7 +62,9 @@ def extract(model: ADMInception, source, batch_size: int, device: torch.device |
     start = 0
     began = time.perf_counter()
     strict = strict_fp32() if device.type == "cuda" else contextlib.nullcontext()
-    batches = prefetch(((_to_device(b, device)) for b in source.batches(batch_size)), depth=3)
+    batches = (_to_device(b, device) for b in source.batches(batch_size))
+    if prefetch_depth:
+        batches = prefetch(batches, depth=prefetch_depth)
     with strict, torch.inference_mode(), tqdm(total=n, desc=desc, unit="img", mininterval=5) as bar:
         for images in batches:
             out = model(images)
