@@ -6,6 +6,8 @@ import sys
 
 from snakemake.utils import validate
 
+from repabench.sizes import model_slug
+
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -49,41 +51,28 @@ def _check_config():
         )
     if config["data"]["source"] == "imagefolder" and not config["data"]["root"]:
         raise ConfigError("data.root: must point at the ImageNet-style folder tree when data.source is imagefolder")
-    if config["data"]["source"] == "demo" and config["vae"]["kind"] == "sd-vae-ft-mse":
-        pass  # allowed (SD-VAE on demo images), but the weights must be fetched
-    try:
-        from repabench.encoders import validate_encoder_name
-    except ImportError:
-        validate_encoder_name = None
-    if validate_encoder_name is not None:
-        for encoder in config["encoders"]:
-            try:
-                validate_encoder_name(encoder)
-            except ValueError as exc:
-                raise ConfigError(f"encoders: {exc}") from None
-    try:
-        from repabench.sit import MODEL_CONFIGS
-    except ImportError:
-        MODEL_CONFIGS = None
-    if MODEL_CONFIGS is not None:
-        for model in config["models"]:
-            if model not in MODEL_CONFIGS:
-                raise ConfigError(f"models: unknown model {model!r} (known: {', '.join(MODEL_CONFIGS)})")
-            depth = MODEL_CONFIGS[model]["depth"]
-            for name in config["run_methods"]:
-                if methods[name].get("encoder_depth", 8) > depth:
-                    raise ConfigError(
-                        f"methods.{name}.encoder_depth = {methods[name]['encoder_depth']} exceeds the "
-                        f"{depth} blocks of {model}"
-                    )
+    from repabench.encoders import validate_encoder_name
+
+    for encoder in config["encoders"]:
+        try:
+            validate_encoder_name(encoder)
+        except ValueError as exc:
+            raise ConfigError(f"encoders: {exc}") from None
+    from repabench.sizes import MODEL_CONFIGS
+
+    for model in config["models"]:
+        if model not in MODEL_CONFIGS:
+            raise ConfigError(f"models: unknown model {model!r} (known: {', '.join(MODEL_CONFIGS)})")
+        depth = MODEL_CONFIGS[model]["depth"]
+        for name in config["run_methods"]:
+            if methods[name].get("encoder_depth", 8) > depth:
+                raise ConfigError(
+                    f"methods.{name}.encoder_depth = {methods[name]['encoder_depth']} exceeds the "
+                    f"{depth} blocks of {model}"
+                )
 
 
 _check_config()
-
-
-def model_slug(name):
-    """SiT-B/2 -> sit-b-2 (file names cannot hold the slash)."""
-    return name.lower().replace("/", "-")
 
 
 MODEL_BY_SLUG = {model_slug(m): m for m in config["models"]}

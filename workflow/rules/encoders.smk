@@ -15,6 +15,12 @@ def encoder_weight_files(encoder):
     return [f"{WEIGHTS_DIR}/{name}" for name in weight_names(encoder)]
 
 
+# Weights are fetched where the network is (the submit node on clusters), then every job runs air-gapped.
+localrules:
+    fetch_weights,
+    fetch_weight_snapshot,
+
+
 rule fetch_weights:
     output:
         f"{WEIGHTS_DIR}/{{weight}}",
