@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from repabench.atomic import atomic_path, read_json, write_json, write_text
 from repabench.params import load_params, resolve_device, setup, stage_parser
@@ -57,9 +58,10 @@ def weights_identity(path: str | Path) -> dict[str, Any]:
 
 
 def _model(weights: str, device):
+    """channels_last everywhere; BN folded on CPU (+10% there). Both move features by float rounding only."""
     from repabench.adm.inception import load_inception
 
-    return load_inception(weights, device, channels_last=True)
+    return load_inception(weights, device, channels_last=True, fuse=torch.device(device).type == "cpu")
 
 
 # ----------------------------------------------------------------------------------------------
