@@ -327,6 +327,11 @@ def test_extract_features_stage_writes_a_feature_store(tmp_path, demo_weights):
         assert store.meta("provenance")["stage"] == "extract_features"
         direct = enc.build_encoder(name, demo_weights)(torch.from_numpy(images).permute(0, 3, 1, 2), grid=2)
         np.testing.assert_allclose(store["tokens"].astype(np.float32), direct.numpy(), rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(store["pooled"], direct.numpy().mean(1), rtol=1e-5, atol=1e-5)
+    pooled_only = tmp_path / "features" / "pooled-only"
+    assert extract_features_main(["--images", str(tmp_path / "images"), "--out", str(pooled_only), "--encoder",
+                                  "pixels-classic-raw", "--device", "cpu", "--params", params, "--pooled-only"]) == 0
+    assert "tokens" not in Store(pooled_only) and Store(pooled_only)["pooled"].shape == (5, 768)
     weights = Store(tmp_path / "features" / "effnetlite-cnn-lite0").meta("provenance")["weights"]
     assert weights == {"efficientnet-lite0.pth": WEIGHTS["efficientnet-lite0.pth"].sha256}
 

@@ -42,6 +42,9 @@ def extract_features_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--dtype", choices=["float16", "float32"], default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--pooled-only", action="store_true",
+                        help="store only the mean-pooled tokens [N, D] (the linear probe's input; ImageNet-train "
+                             "tokens would take hundreds of GB)")
     parser.add_argument("--params", default=None, help="JSON: the `features` config section (flags win)")
     args = parser.parse_args(argv)
     setup(args)
@@ -79,7 +82,9 @@ def extract_features_main(argv: list[str]) -> int:
              encoder.pretrained, encoder.embed_dim, device, grid, n, batch_size)
 
     tokens_shape = (n, grid * grid, encoder.embed_dim)
-    specs = {"tokens": (tokens_shape, np.dtype(dtype)), "labels": ((n,), np.int64)}
+    specs = {"pooled": ((n, encoder.embed_dim), np.float32), "labels": ((n,), np.int64)}
+    if not args.pooled_only:
+        specs["tokens"] = (tokens_shape, np.dtype(dtype))
     if "masks" in store:
         specs["masks"] = (store["masks"].shape, store["masks"].dtype)
     started = time.time()
@@ -87,7 +92,10 @@ def extract_features_main(argv: list[str]) -> int:
         for start in tqdm(range(0, n, batch_size), desc=f"extract {args.encoder}", unit="batch"):
             stop = min(start + batch_size, n)
             batch = torch.from_numpy(np.array(images[start:stop])).permute(0, 3, 1, 2).to(device)
-            writer["tokens"][start:stop] = encoder(batch, grid=grid).cpu().numpy().astype(dtype)
+            tokens = encoder(batch, grid=grid).float()
+            writer["pooled"][start:stop] = tokens.mean(1).cpu().numpy()
+            if not args.pooled_only:
+                writer["tokens"][start:stop] = tokens.cpu().numpy().astype(dtype)
         writer["labels"][:] = np.asarray(store["labels"], dtype=np.int64)
         if "masks" in store:
             writer["masks"][:] = store["masks"]

@@ -66,6 +66,7 @@ rule extract_features:
     params:
         p=stage_params("features"),
         device=DEVICE,
+        tokens=lambda wildcards: "--pooled-only" if wildcards.split == "train" else "",
     threads: 2
     resources:
         gpu=gpus(1),
@@ -76,4 +77,4 @@ rule extract_features:
     shell:
         "{PYTHON} -m repabench extract_features --images {input.images} --out {output} "
         "--encoder {wildcards.encoder} --weights-dir {WEIGHTS_DIR} --device {params.device} "
-        "--params {params.p:q} --threads {threads} > {log} 2>&1"
+        "{params.tokens} --params {params.p:q} --threads {threads} > {log} 2>&1"
