@@ -46,7 +46,7 @@ def overlay(repo: Path, name: str, content: dict) -> str:
 
 def test_adding_an_encoder_schedules_only_its_chain_and_the_aggregate(finished):
     repo, config = finished
-    new = "hog-classic-cells"
+    new = "inception-cnn-2015_randinit"  # random init: no weights to fetch
     assert new not in config["encoders"]
     extra = overlay(repo, "add-encoder.yaml", {"encoders": config["encoders"] + [new]})
     out = dry_run(repo, [BASE, extra]).stdout
