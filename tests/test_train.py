@@ -122,9 +122,11 @@ def test_different_parameters_get_a_different_state_and_explicit_mismatch_is_ref
     assert train.train_main(train_argv(data, tmp_path / "b", tmp_path / "state", method=other,
                                        train={"steps": 2, "checkpoint_steps": [2]})) == 0
     assert len([p for p in (tmp_path / "state").iterdir() if p.is_dir()]) == 2  # keyed by the parameter hash
+    before = {p.name: p.read_bytes() for p in sdir.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit, match="different parameters"):
         train.train_main(train_argv(data, tmp_path / "c", tmp_path / "state", method=other,
                                     extra=["--state-dir", str(sdir)]))
+    assert {p.name: p.read_bytes() for p in sdir.rglob("*") if p.is_file()} == before  # nothing lost or touched
 
 
 def test_checkpoint_step_before_resumed_state_is_an_error(data, tmp_path):
