@@ -481,6 +481,7 @@ def _plt():
         "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
         "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
         "svg.hashsalt": "repabench", "pdf.compression": 6,
+        "axes.formatter.useoffset": False,  # FID axes read as plain numbers, not "+3.6e2" offsets
     })
     return plt
 
