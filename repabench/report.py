@@ -704,7 +704,8 @@ def training_figure(train_logs: Sequence[Mapping[str, Any]], colors: Mapping[str
         for ax, column in zip(axes, ("denoise", "align")):
             if column in entries:
                 ax.plot(entries["step"], entries[column], styles.get(key["method"], "-"),
-                        color=colors.get(key["encoder"], "0.3"), linewidth=1.2)
+                        color=colors.get(key["encoder"], "0.3"), linewidth=1.2,
+                        marker="o" if len(entries) < 12 else None, markersize=3)
     axes[0].set_title("denoising (flow-matching) loss")
     axes[0].set_ylabel("loss (MSE of velocity)")
     axes[1].set_title("alignment loss")
