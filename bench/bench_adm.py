@@ -18,24 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import commit
 from repabench.adm.features import extract
 from repabench.adm.images import SAMPLES_FORMAT, open_images
 from repabench.adm.inception import load_inception
 from repabench.adm.metrics import Statistics, frechet_distance, precision_recall, statistics
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def smooth_images(n: int, size: int, seed: int) -> np.ndarray:

@@ -16,22 +16,14 @@ for bf16 vs fp32 and for a different batch size in fp32.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import commit, timed
 from repabench.sample import ImageNoise, SamplerSettings, image_labels, run_sampler, to_uint8
 from repabench.sit import build_sit
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def build_model(name: str, latent: int, device: torch.device, perturb: float) -> torch.nn.Module:
@@ -51,19 +43,6 @@ def sample_batch(velocity, indices, settings, latent, device, precision) -> torc
     y = torch.from_numpy(image_labels(indices, 0, 1000, "uniform")).to(device)
     with torch.inference_mode():
         return run_sampler(velocity, x1, y, settings, noise, null_class=1000, precision=precision)
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def pseudo_images(z: torch.Tensor) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common import sync
 from repabench.spatial import SpatialConfig, manhattan_distances, spatial_metrics
 
 
@@ -42,11 +43,6 @@ def per_image_baseline(tokens: torch.Tensor, masks: torch.Tensor, cfg: SpatialCo
         srss = torch.stack(scores).mean() if scores else torch.tensor(float("nan"))
         out.append((lds.item(), cds.item(), float(srss), rmsc.item()))
     return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> int:
@@ -75,15 +71,15 @@ def main() -> int:
     masks = masks.reshape(n, -1).to(device)
 
     spatial_metrics(tokens[:8], masks[:8], cfg, device=device)  # warm-up (kernels, allocator)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     batched = spatial_metrics(tokens, masks, cfg, device=device, chunk=args.chunk)
-    _sync(device)
+    sync(device)
     batched_s = time.perf_counter() - start
 
     start = time.perf_counter()
     baseline = per_image_baseline(tokens[:baseline_n], masks[:baseline_n], cfg)
-    _sync(device)
+    sync(device)
     baseline_s = time.perf_counter() - start
 
     worst = max(abs(batched[name][i] - baseline[i][j])
