@@ -202,14 +202,15 @@ def test_no_resize_at_the_native_size_is_pure_normalisation():
 
 
 def test_inception_input_side_gives_the_grid_exactly():
-    from repabench.encoders.cnn import InceptionTrunk, inception_input_size
+    from repabench.adm.inception import ADMInception
+    from repabench.encoders.cnn import inception_input_size
 
     with torch.device("meta"):
-        trunk = InceptionTrunk()
+        trunk = ADMInception()
     for grid in (4, 8, 16):
         side = inception_input_size(grid)
-        assert trunk(torch.empty(1, 3, side, side, device="meta")).shape[-1] == grid
-        assert trunk(torch.empty(1, 3, side - 1, side - 1, device="meta")).shape[-1] == grid - 1
+        assert trunk.to_mixed_6e(torch.empty(1, 3, side, side, device="meta")).shape[-1] == grid
+        assert trunk.to_mixed_6e(torch.empty(1, 3, side - 1, side - 1, device="meta")).shape[-1] == grid - 1
     assert inception_input_size(16) == 283
 
 
@@ -279,7 +280,7 @@ def test_inception_trunk_matches_the_packaged_torchscript(demo_weights):
     scripted = torch.jit.load(str(demo_weights / "inception-2015-12-05-fid-helper.pt"), map_location="cpu").eval()
     x = torch.randn(1, 3, 283, 283)
     with torch.inference_mode():
-        ours = encoder.trunk(x)
+        ours = encoder.trunk.to_mixed_6e(x)
         theirs = x
         for name, layer in scripted.net.layers.named_children():
             theirs = layer(theirs)

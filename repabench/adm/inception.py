@@ -245,8 +245,8 @@ class ADMInception(nn.Module):
         x = tf1_resize_bilinear(images.float(), (INPUT_SIZE, INPUT_SIZE))
         return (x - 128) / 128
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocess(images)
+    def to_mixed_6c(self, x: torch.Tensor) -> torch.Tensor:
+        """The network from its (resized, normalised) input to the output of Mixed_6c."""
         if self.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
@@ -254,8 +254,14 @@ class ADMInception(nn.Module):
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, 3, stride=2)
         x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
-        x = self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(x)))
-        x, tap = self.Mixed_6d.forward_with_1x1(x)
+        return self.Mixed_6c(self.Mixed_6b(self.Mixed_6a(x)))
+
+    def to_mixed_6e(self, x: torch.Tensor) -> torch.Tensor:
+        """The Mixed_6e map [B, 768, h, w] of a (resized, normalised) input: the demo encoder's tokens."""
+        return self.Mixed_6e(self.Mixed_6d(self.to_mixed_6c(x)))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x, tap = self.Mixed_6d.forward_with_1x1(self.to_mixed_6c(self.preprocess(images)))
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(self.Mixed_6e(x))))
         pool = x.mean(dim=(2, 3))
         out = {
@@ -359,7 +365,7 @@ def load_state(model: ADMInception, state: dict[str, torch.Tensor], source: str 
     return model
 
 
-def load_inception(path: str | os.PathLike | None, device: str | torch.device = "cpu", *,
+def load_inception(path: str | os.PathLike | None, device: str | torch.device | None = "cpu", *,
                    fuse: bool = False, channels_last: bool = False) -> ADMInception:
     """ADMInception with verified weights from `path` (None = random init, for tests only).
 
@@ -375,7 +381,8 @@ def load_inception(path: str | os.PathLike | None, device: str | torch.device = 
         log.info("Inception weights %s (logits: %s)", path, model.has_logits)
     if fuse:
         model.fuse()
-    model = model.to(device)
+    if device is not None:  # None: stay where the module was built (e.g. the meta device)
+        model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model.eval()
