@@ -22,15 +22,10 @@ from repabench.atomic import atomic_path, read_json, write_json
 from repabench.params import load_params, resolve_device, setup, stage_parser
 from repabench.provenance import provenance, sha256_file
 from repabench.store import Store, StoreWriter
-from repabench.weights import WeightSpec, register, verified_path
+from repabench.weights import WEIGHTS, verified_path
 
 SD_VAE_SCALE = 0.18215
-SD_VAE_WEIGHTS = register(WeightSpec(
-    "sd-vae-ft-mse",
-    "hfrepo:stabilityai/sd-vae-ft-mse@main",
-    None,
-    note="diffusers AutoencoderKL snapshot (config.json + weights); checksum recorded on first fetch",
-))
+SD_VAE_WEIGHTS = WEIGHTS["sd-vae-ft-mse"]
 SD_VAE_CONFIG: dict[str, Any] = {  # the published sd-vae-ft-mse config.json
     "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
     "block_out_channels": [128, 256, 512, 512], "sample_size": 256, "act_fn": "silu",

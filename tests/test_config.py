@@ -61,7 +61,7 @@ def test_schema_fills_defaults():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_dry_runs(preset):
-    result = snakemake("-n", "-q", "--configfile", preset)
+    result = snakemake("-n", "-q", "--nolock", "--configfile", preset)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
 

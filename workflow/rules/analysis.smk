@@ -21,7 +21,7 @@ rule spatial_metrics:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench spatial_metrics --features {input.features} --encoder {wildcards.encoder} "
+        "python -m repabench spatial_metrics --features {input.features} --encoder {wildcards.encoder} "
         "--out {output} --device {params.device} --threads {threads} --params {params.p:q} > {log} 2>&1"
 
 
@@ -46,5 +46,5 @@ rule linear_probe:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench linear_probe --train {input.train} --val {input.val} --encoder {wildcards.encoder} "
+        "python -m repabench linear_probe --train {input.train} --val {input.val} --encoder {wildcards.encoder} "
         "--out {output} --device {params.device} --threads {threads} --params {params.p:q} > {log} 2>&1"

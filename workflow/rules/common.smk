@@ -1,17 +1,26 @@
 # Config validation, target lists, wildcard constraints and path helpers shared by every rule file.
 
 import json
+import os
 import re
 import sys
 
 from snakemake.utils import validate
 
+from repabench.encoders import weight_names
 from repabench.sizes import model_slug
+from repabench.weights import WEIGHTS
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-PYTHON = sys.executable
+# Jobs call `python -m repabench`: the interpreter running Snakemake comes first on PATH (its venv), unless a
+# conda environment (--sdm conda) is activated for the job, which then puts its own python first.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
+envvars:
+    "PATH",
 
 
 class ConfigError(ValueError):
@@ -127,3 +136,99 @@ def report_step():
 
 def final_targets():
     return ["results/report/report.html", "results/report/report.pdf"]
+
+
+# --- used by encoders.smk ------------------------------------------------------------------------
+
+
+WEIGHTS_DIR = config["resources"]["weights_dir"]
+_SNAPSHOT_WEIGHTS = sorted(n for n, s in WEIGHTS.items() if s.source.startswith("hfrepo:"))
+_FILE_WEIGHTS = sorted(n for n in WEIGHTS if n not in _SNAPSHOT_WEIGHTS)
+
+
+def encoder_weight_files(encoder):
+    """Weight files/snapshots of an encoder under the weights dir ([] for random-init and classical ones)."""
+    return [f"{WEIGHTS_DIR}/{name}" for name in weight_names(encoder)]
+
+
+def weights_dir_of(wildcards, input):
+    """The folder of the encoder's weight inputs (any folder for encoders without weights)."""
+    return os.path.dirname(input.weights[0]) if input.weights else WEIGHTS_DIR
+
+
+# --- used by train.smk ---------------------------------------------------------------------------
+
+
+def accelerate_launcher(resources, *flags):
+    """`-m` for one process; accelerate launch with one process per requested GPU otherwise."""
+    if resources.gpu > 1:
+        return " ".join(["-m accelerate.commands.launch --multi_gpu --num_machines 1 --dynamo_backend no",
+                         f"--num_processes {resources.gpu}", *flags, "-m"])
+    return "-m"
+
+
+def train_launcher(wildcards, resources):
+    return accelerate_launcher(resources, "--main_process_port 0")
+
+
+def train_weight_inputs(wildcards):
+    return encoder_weight_files(wildcards.encoder)
+
+
+def train_threads():
+    n = gpus(config["train"]["gpus"])
+    return 8 * n if n else 1  # the CPU demo runs two single-thread trainings side by side on 2 cores
+
+
+# --- used by sample.smk --------------------------------------------------------------------------
+
+
+def sample_stage_params(wildcards):
+    sampler = dict(config["samplers"][wildcards.sampler], name=wildcards.sampler)
+    return stage_params("sample", sampler=sampler)
+
+
+def sample_launcher(wildcards, resources):
+    return accelerate_launcher(resources, "--main_process_port 0 --mixed_precision no")
+
+
+def sample_runtime(wildcards, attempt):
+    """Minutes per attempt; a retry resumes from the finished shards, so later attempts only add time."""
+    return 30 * attempt if not USE_GPU else 240 * attempt
+
+
+# --- used by evaluate.smk ------------------------------------------------------------------------
+
+
+INCEPTION_WEIGHTS = {
+    "torch-fidelity": "pt_inception-2015-12-05-6726825d.pth",
+    "fid-helper": "inception-2015-12-05-fid-helper.pt",
+}
+ADM_REFERENCE = config["resources"]["adm_reference"]
+ADM_REFERENCE_NAME = "VIRTUAL_imagenet256_labeled.npz"
+
+
+def inception_weights():
+    return f"{WEIGHTS_DIR}/{INCEPTION_WEIGHTS[config['evaluate']['inception']]}"
+
+
+def reference_source(wildcards):
+    if wildcards.reference == "heldout":
+        return "results/data/heldout"
+    if not ADM_REFERENCE:
+        raise ConfigError("resources.adm_reference: set the path of VIRTUAL_imagenet256_labeled.npz "
+                          "or use evaluate.reference: heldout")
+    return ADM_REFERENCE
+
+
+def evaluate_threads():
+    return 8 if USE_GPU else 2
+
+
+# --- used by report.smk --------------------------------------------------------------------------
+
+
+def eval_jsons():
+    return expand(
+        "results/eval/{run}/{step}/{sampler}.json", run=run_dirs(), step=STEPS, sampler=SAMPLER
+    )

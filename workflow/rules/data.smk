@@ -17,7 +17,7 @@ rule prepare_images:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench prepare_images --split {wildcards.split} --out {output} "
+        "python -m repabench prepare_images --split {wildcards.split} --out {output} "
         "--params {params.p:q} --threads {threads} > {log} 2>&1"
 
 
@@ -33,7 +33,7 @@ rule fit_autoencoder:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench fit_autoencoder --images {input} --out {output} --params {params.p:q} > {log} 2>&1"
+        "python -m repabench fit_autoencoder --images {input} --out {output} --params {params.p:q} > {log} 2>&1"
 
 
 rule cache_latents:
@@ -57,7 +57,7 @@ rule cache_latents:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench cache_latents --images {input.images} --autoencoder {input.autoencoder} "
+        "python -m repabench cache_latents --images {input.images} --autoencoder {input.autoencoder} "
         "--out {output} --params {params.p:q} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -73,4 +73,4 @@ rule latent_stats:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench latent_stats --latents {input} --out {output} --params {params.p:q} > {log} 2>&1"
+        "python -m repabench latent_stats --latents {input} --out {output} --params {params.p:q} > {log} 2>&1"

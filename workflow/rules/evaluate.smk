@@ -1,31 +1,5 @@
 # ADM-exact evaluation: reference statistics, per-checkpoint metrics, per-run CSV. Wiring only; logic in repabench.adm.
 
-import os
-
-INCEPTION_WEIGHTS = {
-    "torch-fidelity": "pt_inception-2015-12-05-6726825d.pth",
-    "fid-helper": "inception-2015-12-05-fid-helper.pt",
-}
-ADM_REFERENCE = config["resources"]["adm_reference"]
-ADM_REFERENCE_NAME = "VIRTUAL_imagenet256_labeled.npz"
-
-
-def inception_weights():
-    return f"{config['resources']['weights_dir']}/{INCEPTION_WEIGHTS[config['evaluate']['inception']]}"
-
-
-def reference_source(wildcards):
-    if wildcards.reference == "heldout":
-        return "results/data/heldout"
-    if not ADM_REFERENCE:
-        raise ConfigError("resources.adm_reference: set the path of VIRTUAL_imagenet256_labeled.npz "
-                          "or use evaluate.reference: heldout")
-    return ADM_REFERENCE
-
-
-def evaluate_threads():
-    return 8 if USE_GPU else 2
-
 
 rule reference_stats:
     input:
@@ -50,7 +24,7 @@ rule reference_stats:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench reference_stats --source {input.source:q} --inception-weights {input.weights:q}"
+        "python -m repabench reference_stats --source {input.source:q} --inception-weights {input.weights:q}"
         " --out {output:q} --params {params.p:q} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
@@ -76,7 +50,7 @@ rule evaluate:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench evaluate --samples {input.samples:q} --reference {input.reference:q}"
+        "python -m repabench evaluate --samples {input.samples:q} --reference {input.reference:q}"
         " --inception-weights {input.weights:q} --out {output:q} --params {params.p:q}"
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
@@ -91,7 +65,7 @@ rule collect_metrics:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench collect_metrics --metrics {input:q} --out {output:q} > {log} 2>&1"
+        "python -m repabench collect_metrics --metrics {input:q} --out {output:q} > {log} 2>&1"
 
 
 # The ADM reference batch is fetched (and checksummed) only when the configured path carries its own name;
@@ -103,11 +77,13 @@ if ADM_REFERENCE and os.path.basename(ADM_REFERENCE) == ADM_REFERENCE_NAME:
             ADM_REFERENCE,
         log:
             "results/logs/fetch_weights/adm_reference.log",
+        params:
+            name=ADM_REFERENCE_NAME,
+            out_dir=subpath(output[0], parent=True),
         resources:
             mem_mb=4000,
             runtime=120,
         conda:
             "../../envs/repabench.yaml"
         shell:
-            "{PYTHON} -m repabench fetch_weights --name " + ADM_REFERENCE_NAME
-            + " --out-dir " + (os.path.dirname(ADM_REFERENCE) or ".") + " > {log} 2>&1"
+            "python -m repabench fetch_weights --name {params.name} --out-dir {params.out_dir} > {log} 2>&1"

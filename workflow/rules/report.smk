@@ -1,12 +1,6 @@
 # Aggregation: correlation statistics across encoders, then the HTML/PDF report.
 
 
-def eval_jsons():
-    return expand(
-        "results/eval/{run}/{step}/{sampler}.json", run=run_dirs(), step=STEPS, sampler=SAMPLER
-    )
-
-
 rule correlate:
     input:
         evals=eval_jsons(),
@@ -22,7 +16,7 @@ rule correlate:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench correlate --evals {input.evals} --spatial {input.spatial} "
+        "python -m repabench correlate --evals {input.evals} --spatial {input.spatial} "
         "--probe {input.probe} --out-table {output.table} --out-json {output.stats} "
         "--params {params.p:q} > {log} 2>&1"
 
@@ -55,10 +49,11 @@ rule report:
         "results/logs/report/report.log",
     params:
         p=stage_params("report", "name", "device", "run_methods", "models", "encoders", "methods", "samplers", "sample", "train", "data", "vae", "evaluate", sampler=SAMPLER),
+        weights_dir=config["resources"]["weights_dir"],
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench report --table {input.table} --stats {input.stats} --curves {input.curves} "
+        "python -m repabench report --table {input.table} --stats {input.stats} --curves {input.curves} "
         "--train-logs {input.train_logs} --benchmarks-dir results/benchmarks --weights-dir "
-        "{config[resources][weights_dir]} --out-html {output.html} --out-pdf {output.pdf} "
+        "{params.weights_dir} --out-html {output.html} --out-pdf {output.pdf} "
         "--figures-dir {output.figures} --params {params.p:q} > {log} 2>&1"

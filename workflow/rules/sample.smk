@@ -3,24 +3,6 @@
 # killed or timed-out job resumes from its complete shards when it is retried.
 
 
-def sample_stage_params(wildcards):
-    sampler = dict(config["samplers"][wildcards.sampler], name=wildcards.sampler)
-    return stage_params("sample", sampler=sampler)
-
-
-def sample_launcher(wildcards, resources):
-    """One process per GPU: accelerate launch for several, plain python otherwise."""
-    if resources.gpu > 1:
-        return (f"-m accelerate.commands.launch --multi_gpu --num_machines 1 "
-                f"--num_processes {resources.gpu} --mixed_precision no --dynamo_backend no -m")
-    return "-m"
-
-
-def sample_runtime(wildcards, attempt):
-    """Minutes per attempt; a retry resumes from the finished shards, so later attempts only add time."""
-    return 30 * attempt if not USE_GPU else 240 * attempt
-
-
 rule sample:
     input:
         checkpoint="results/train/{model}/{encoder}/{method}/checkpoints/{step}.pt",
@@ -46,7 +28,7 @@ rule sample:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} {params.launcher} repabench sample --checkpoint {input.checkpoint:q} --latent-stats {input.latent_stats:q}"
+        "python {params.launcher} repabench sample --checkpoint {input.checkpoint:q} --latent-stats {input.latent_stats:q}"
         " --autoencoder-kind {params.autoencoder_kind} --autoencoder {input.autoencoder:q}"
         " --out-dir {params.out_dir:q} --params {params.p:q} --device {params.device} --threads {threads}"
         " > {log} 2>&1"
@@ -69,4 +51,4 @@ rule export_npz:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "{PYTHON} -m repabench export_npz --manifest {input.manifest:q} --out {output.npz:q} > {log} 2>&1"
+        "python -m repabench export_npz --manifest {input.manifest:q} --out {output.npz:q} > {log} 2>&1"

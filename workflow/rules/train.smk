@@ -10,25 +10,6 @@
 #     --main_process_port 29500 --num_processes $((M*G)) -m repabench train <same arguments>
 
 
-def train_launcher():
-    """Plain python for one process; accelerate launch with one process per GPU (resources.gpu) otherwise."""
-    if gpus(config["train"]["gpus"]) > 1:
-        return (f"{PYTHON} -m accelerate.commands.launch --multi_gpu --num_machines 1 --main_process_port 0 "
-                "--dynamo_backend no --num_processes {resources.gpu}")
-    return PYTHON
-
-
-def train_weight_inputs(wildcards):
-    """Weight files of the target encoder, when the encoder rules provide a helper for them."""
-    helper = globals().get("encoder_weight_files")
-    return helper(wildcards.encoder) if helper else []
-
-
-def train_threads():
-    n = gpus(config["train"]["gpus"])
-    return 8 * n if n else 1  # the CPU demo runs two single-thread trainings side by side on 2 cores
-
-
 rule train:
     input:
         images="results/data/train",
@@ -46,8 +27,9 @@ rule train:
         p=lambda wc: stage_params("train", "seed", method=config["methods"][wc.method]),
         model=lambda wc: model_name(wc.model),
         out_dir=lambda wc: f"results/train/{wc.model}/{wc.encoder}/{wc.method}",
-        weights_dir=config["resources"]["weights_dir"],
+        weights_dir=WEIGHTS_DIR,
         device=DEVICE,
+        launcher=train_launcher,
     threads: train_threads()
     resources:
         gpu=gpus(config["train"]["gpus"]),
@@ -56,7 +38,7 @@ rule train:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        train_launcher() + " -m repabench train --images {input.images} --latents {input.latents} "
+        "python {params.launcher} repabench train --images {input.images} --latents {input.latents} "
         "--latent-stats {input.stats} --encoder {wildcards.encoder} --weights-dir {params.weights_dir} "
         "--model {params.model:q} --method-name {wildcards.method} --params {params.p:q} "
         "--out-dir {params.out_dir} --state-root results/state/train --job-runtime-min {resources.runtime} "
