@@ -46,7 +46,7 @@ OVERLAY = {
 }
 GROUPS = {
     "prepare_images": "data", "fit_autoencoder": "data", "cache_latents": "data", "latent_stats": "data",
-    "reference_stats": "data", "fetch_weights": "data",
+    "reference_stats": "data",
     "extract_features": "analysis", "spatial_metrics": "analysis", "linear_probe": "analysis",
     "sample": "generate", "export_npz": "generate", "evaluate": "generate", "collect_metrics": "generate",
     "correlate": "generate", "report": "generate",
@@ -65,8 +65,8 @@ def copy_repo(dest: Path) -> Path:
     # the CPU config requests 0 GPUs for sample; with the profile's gpu_model the jobstep's srun then asks for a
     # GRES the job lacks ("Step requested GRES but job doesn't have GRES"): give it a fake GPU like train
     profile["set-resources"]["sample"]["gpu"] = 1
-    for rule in GROUPS:  # a group job needs one partition for all its rules
-        profile["set-resources"].setdefault(rule, {})["slurm_partition"] = "gpu"
+    for rule in GROUPS:  # a group job needs one partition and one GPU type for all its rules
+        profile["set-resources"].setdefault(rule, {}).update(slurm_partition="gpu", gpu_model="h100")
     (dest / "slurm-test").mkdir()
     (dest / "slurm-test" / "config.yaml").write_text(yaml.safe_dump(profile))
     return dest
@@ -161,7 +161,7 @@ def test_test_config_through_slurm_profile(tmp_path):
         assert int(job["NumCPUs"]) == 8  # cpus_per_gpu: 8
         assert memory_mb(job["MinMemoryNode"]) == 480000
 
-    data = [j for j in jobs if "group_data" in j.get("Comment", "") or j.get("Comment", "").startswith("group_data")]
+    data = [j for j in jobs if j.get("Comment", "").startswith("rule_data_")]  # the plugin names group jobs so
     assert data, [j.get("Comment") for j in jobs]
     assert all(j["JobState"] == "COMPLETED" for j in jobs if j not in train_jobs)
     assert any(j.get("TresPerJob") == "gres:gpu:h100:1" for j in data)  # cache_latents asks for a GPU
