@@ -11,7 +11,6 @@ Projectors map the hidden state after block `encoder_depth` (1-based) to an enco
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any

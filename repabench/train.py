@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import os
 import resource
 import shutil

