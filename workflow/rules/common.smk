@@ -130,10 +130,6 @@ def run_dirs():
     return [f"{m}/{e}/{k}" for m in MODELS for e in ENCODERS for k in METHODS]
 
 
-def report_step():
-    return f"{config['report']['step'] or max(config['train']['checkpoint_steps']):07d}"
-
-
 def final_targets():
     return ["results/report/report.html", "results/report/report.pdf"]
 
@@ -149,6 +145,11 @@ _FILE_WEIGHTS = sorted(n for n in WEIGHTS if n not in _SNAPSHOT_WEIGHTS)
 def encoder_weight_files(encoder):
     """Weight files/snapshots of an encoder under the weights dir ([] for random-init and classical ones)."""
     return [f"{WEIGHTS_DIR}/{name}" for name in weight_names(encoder)]
+
+
+def encoder_weights(wildcards):
+    """Input function: the weight files of the rule's {encoder}."""
+    return encoder_weight_files(wildcards.encoder)
 
 
 def weights_dir_of(wildcards, input):
@@ -169,10 +170,6 @@ def accelerate_launcher(resources, *flags):
 
 def train_launcher(wildcards, resources):
     return accelerate_launcher(resources, "--main_process_port 0")
-
-
-def train_weight_inputs(wildcards):
-    return encoder_weight_files(wildcards.encoder)
 
 
 def train_threads():

@@ -46,7 +46,7 @@ rule fetch_weight_snapshot:
 rule extract_features:
     input:
         images="results/data/{split}",
-        weights=lambda wildcards: encoder_weight_files(wildcards.encoder),
+        weights=encoder_weights,
     output:
         directory("results/features/{encoder}/{split}"),
     log:

@@ -15,7 +15,7 @@ rule train:
         images="results/data/train",
         latents=ancient("results/latents/train"),
         stats="results/latents/stats.json",
-        weights=train_weight_inputs,
+        weights=encoder_weights,
     output:
         checkpoints=expand("results/train/{{model}}/{{encoder}}/{{method}}/checkpoints/{step}.pt", step=STEPS),
         log="results/train/{model}/{encoder}/{method}/log.json",
