@@ -26,6 +26,15 @@ STAGES: dict[str, tuple[str, str]] = {
     "linear_probe": ("repabench.probe:linear_probe_main", "linear-probe accuracy of mean-pooled patch tokens"),
     "correlate": ("repabench.stats:correlate_main", "Pearson/Spearman of LP and spatial metrics against FID"),
     "report": ("repabench.report:report_main", "render the HTML and PDF report"),
+    "fetch_published": ("repabench.published_files:fetch_published_main",
+                        "resolve a file of the authors' REPA-E/iREPA-collections into resources/published/"),
+    "import_checkpoint": ("repabench.upstream:import_checkpoint_main", "upstream checkpoint (ema, args) -> ours"),
+    "import_run_log": ("repabench.upstream:import_run_log_main", "log.json of a run of imported checkpoints"),
+    "import_latent_stats": ("repabench.upstream:import_latent_stats_main", "upstream latents-stats.pt -> stats.json"),
+    "import_latents": ("repabench.upstream:import_latents_main", "upstream per-image latents -> our latent store"),
+    "import_features": ("repabench.upstream:import_features_main", "upstream features + masks -> our feature store"),
+    "import_probe": ("repabench.upstream:import_probe_main", "the authors' linear-probe result -> our probe JSON"),
+    "paper_numbers": ("repabench.upstream:paper_numbers_main", "the authors' per-encoder FID/LP from their stats"),
 }
 
 

@@ -804,6 +804,7 @@ class Inputs:
     weights: list[dict[str, Any]]
     eval_provenance: list[dict[str, Any]]
     input_paths: list[str]
+    published_numbers: dict[str, Any] = field(default_factory=dict)  # the authors' files (published source)
 
 
 def _fid_lookup(inputs: Inputs, setting: Setting) -> dict[tuple[str, str], pd.Series]:
@@ -1382,6 +1383,10 @@ def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
         provenance_section(inputs, setting),
         compute_section(inputs),
     ]
+    if inputs.published_numbers:
+        from repabench.report_published_runs import published_runs_section
+
+        sections.insert(5, published_runs_section(inputs, setting, encoders, methods, corr))
     report = inputs.params.get("report") or {}
     sha = code_version().get("git_sha")
     context = {
@@ -1412,6 +1417,8 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--out-pdf", required=True)
     parser.add_argument("--figures-dir", required=True, help="directory for the figures as PNG files")
     parser.add_argument("--params", default=None, help="config sections (JSON or file): report, models, encoders, ...")
+    parser.add_argument("--published-numbers", nargs="*", default=[],
+                        help="the authors' per-encoder numbers (paper_numbers stage) when checkpoints are imported")
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
@@ -1435,7 +1442,8 @@ def report_main(argv: list[str]) -> int:
         benchmarks=read_benchmarks(args.benchmarks_dir, encoders, params),
         weights=read_weight_sidecars(args.weights_dir),
         eval_provenance=eval_provenances(args.curves),
-        input_paths=[args.table, args.stats, *args.curves, *args.train_logs],
+        input_paths=[args.table, args.stats, *args.curves, *args.train_logs, *args.published_numbers],
+        published_numbers=read_json(args.published_numbers[0]) if args.published_numbers else {},
     )
     log.info("report: %d table rows, %d encoders, %d curve rows, %d training logs, %d benchmark files, %d weights",
              len(table), len(encoders), len(curves), len(inputs.train_logs), len(inputs.benchmarks),

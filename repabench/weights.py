@@ -152,28 +152,30 @@ def fetch_hint(name: str, dest: Path) -> str:
             f"{how}")
 
 
-def verified_path(path: str | os.PathLike, name: str | None = None) -> Path:
-    """Return `path` if it exists and matches its recorded checksum, else raise a WeightError."""
+def verified_path(path: str | os.PathLike, name: str | None = None, hint: str | None = None) -> Path:
+    """Return `path` if it exists and matches its recorded checksum, else raise a WeightError.
+
+    `hint` replaces the default advice (the fetch_weights command) in the error messages."""
     path = Path(path)
     name = name or path.name
     if not path.exists():
-        raise WeightError(f"weight file {path} is missing; {fetch_hint(name, path)}")
+        raise WeightError(f"weight file {path} is missing; {hint or fetch_hint(name, path)}")
     record_file = sidecar(path)
     spec = WEIGHTS.get(name)
     expected = spec.sha256 if spec else None
     record = read_json(record_file) if record_file.exists() else None
     if record is None and expected is None:
-        raise WeightError(f"{path} has no checksum record ({record_file.name}); {fetch_hint(name, path)}")
+        raise WeightError(f"{path} has no checksum record ({record_file.name}); {hint or fetch_hint(name, path)}")
     expected = expected or record["sha256"]
     size = _size(path)
     if record is not None and record.get("bytes") not in (None, size):
         raise WeightError(f"{path} has {size} bytes, {record['bytes']} were fetched (truncated or replaced); "
-                          f"delete it and {fetch_hint(name, path)}")
+                          f"delete it and {hint or fetch_hint(name, path)}")
     if size <= VERIFY_LIMIT_BYTES or record is None:
         actual = _checksum(path)
         if actual != expected:
             raise WeightError(f"{path}: SHA-256 {actual} does not match {expected} (corrupt or a different file); "
-                              f"delete it and {fetch_hint(name, path)}")
+                              f"delete it and {hint or fetch_hint(name, path)}")
     return path
 
 
