@@ -3,40 +3,6 @@
 # Wiring only; logic in repabench.published_files (fetch) and repabench.upstream (importers).
 # With published.enabled the import rules win over train / extract_features / linear_probe / latent_stats.
 
-PUBLISHED = config["published"]
-PUBLISHED_ON = PUBLISHED["enabled"]
-PUBLISHED_ROOT = PUBLISHED["root"]
-
-
-def published_receipt(path):
-    """The fetch receipt (declared output of fetch_published) of a path in the repository."""
-    return f"results/published/fetched/{path}.json"
-
-
-def published_file(path):
-    return f"{PUBLISHED_ROOT}/{path}"
-
-
-def published_checkpoint_path(model, encoder, method, step):
-    key = f"{model}/{encoder}/{method}/{step}"
-    if key in PUBLISHED["checkpoints"]:
-        return PUBLISHED["checkpoints"][key]
-    return PUBLISHED["checkpoint"].format(model=model, encoder=encoder, method=method, step=step)
-
-
-def published_run_checkpoints(wildcards):
-    return [published_checkpoint_path(wildcards.model, wildcards.encoder, wildcards.method, s) for s in STEPS]
-
-
-def published_numbers_file():
-    """Input of the report: the authors' own per-encoder numbers ([] when the study does not import them)."""
-    return ["results/published/paper_numbers.json"] if PUBLISHED_ON else []
-
-
-def _published_folders():
-    return {PUBLISHED["masks"]} if PUBLISHED["masks"] else set()
-
-
 if PUBLISHED_ON:
     if PUBLISHED["probe"] == "published":
 
