@@ -405,6 +405,19 @@ def _fail(exc: UpstreamError) -> SystemExit:
     return SystemExit(f"error: {exc}")
 
 
+def _verified_then(sources: list[str | None], action):
+    """Check each fetched source against its recorded checksum, then run `action`; errors end the stage."""
+    from repabench.published_files import verified_published
+
+    try:
+        for source in sources:
+            if source:
+                verified_published(source)
+        return action()
+    except UpstreamError as exc:
+        raise _fail(exc) from None
+
+
 def import_checkpoint_main(argv: list[str]) -> int:
     parser = _parser("import_checkpoint", "upstream iREPA checkpoint (ema + args) -> our generator checkpoint")
     parser.add_argument("--source", required=True, help="the published <step>.pt")
@@ -421,15 +434,9 @@ def import_checkpoint_main(argv: list[str]) -> int:
     from repabench.sizes import model_name
 
     model = args.model if "/" in args.model else model_name(args.model)
-    try:
-        from repabench.published_files import verified_published
-
-        verified_published(args.source)
-        meta = import_checkpoint(args.source, args.out, model=model, encoder=args.encoder,
-                                 method_name=args.method_name, latent_stats=read_json(args.latent_stats),
-                                 method=params.get("method"), step=args.step, hint=args.hint)
-    except UpstreamError as exc:
-        raise _fail(exc) from None
+    meta = _verified_then([args.source], lambda: import_checkpoint(
+        args.source, args.out, model=model, encoder=args.encoder, method_name=args.method_name,
+        latent_stats=read_json(args.latent_stats), method=params.get("method"), step=args.step, hint=args.hint))
     log.info("imported %s (step %d, %s) -> %s", args.source, meta["step"], meta["run"], args.out)
     return 0
 
@@ -461,13 +468,7 @@ def import_latent_stats_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup(args)
-    try:
-        from repabench.published_files import verified_published
-
-        verified_published(args.source)
-        import_latent_stats(args.source, args.out, args.hint)
-    except UpstreamError as exc:
-        raise _fail(exc) from None
+    _verified_then([args.source], lambda: import_latent_stats(args.source, args.out, args.hint))
     return 0
 
 
@@ -477,10 +478,7 @@ def import_latents_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup(args)
-    try:
-        import_latents(args.source, args.out)
-    except UpstreamError as exc:
-        raise _fail(exc) from None
+    _verified_then([], lambda: import_latents(args.source, args.out))
     return 0
 
 
@@ -492,15 +490,8 @@ def import_features_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup(args)
-    try:
-        from repabench.published_files import verified_published
-
-        verified_published(args.source)
-        if args.masks:
-            verified_published(args.masks)
-        meta = import_features(args.source, args.masks, args.out, encoder=args.encoder, hint=args.hint)
-    except UpstreamError as exc:
-        raise _fail(exc) from None
+    meta = _verified_then([args.source, args.masks], lambda: import_features(
+        args.source, args.masks, args.out, encoder=args.encoder, hint=args.hint))
     log.info("imported %s: %s", args.source, meta["upstream"]["alignment"])
     return 0
 
@@ -512,13 +503,7 @@ def import_probe_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup(args)
-    try:
-        from repabench.published_files import verified_published
-
-        verified_published(args.source)
-        import_probe(args.source, args.out, args.encoder)
-    except UpstreamError as exc:
-        raise _fail(exc) from None
+    _verified_then([args.source], lambda: import_probe(args.source, args.out, args.encoder))
     return 0
 
 
