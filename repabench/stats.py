@@ -155,8 +155,9 @@ def _finite(value: Any) -> float:
     return v if math.isfinite(v) else float("nan")
 
 
-def load_fids(paths: Sequence[str], sampler: str | None) -> dict[tuple[str, str, int], dict[str, float]]:
-    """{(model slug, method, step): {encoder: FID}} from eval JSONs (their "run" block names the run)."""
+def load_fids(paths: Sequence[str], sampler: str | None, with_sd: bool = False) -> dict[tuple[str, str, int], dict]:
+    """{(model slug, method, step): {encoder: FID}} from eval JSONs (their "run" block names the run);
+    with_sd: {encoder: (FID, SD of its sampling noise or None)}."""
     from repabench.atomic import read_json
 
     fids: dict[tuple[str, str, int], dict[str, float]] = {}
@@ -172,7 +173,12 @@ def load_fids(paths: Sequence[str], sampler: str | None) -> dict[tuple[str, str,
             continue
         samplers.add(run.get("sampler"))
         key = (model_slug(run["model"]), str(run["method"]), int(run["step"]))
-        fids.setdefault(key, {})[str(run["encoder"])] = _finite(data["FID"])
+        fid = _finite(data["FID"])
+        if with_sd:
+            noise = data.get("FID_noise") or {}
+            sd = _finite(noise.get("sd"))
+            fid = (fid, sd if math.isfinite(sd) else None)
+        fids.setdefault(key, {})[str(run["encoder"])] = fid
     if sampler is None and len(samplers) > 1:
         raise SystemExit(f"eval files mix samplers {sorted(map(str, samplers))}; pass `sampler` in --params")
     return fids
@@ -271,6 +277,8 @@ def correlate_main(argv: list[str]) -> int:
     parser.add_argument("--evals", nargs="+", required=True, help="eval JSONs (results/eval/.../{sampler}.json)")
     parser.add_argument("--spatial", nargs="+", required=True, help="results/spatial/{encoder}.json")
     parser.add_argument("--probe", nargs="+", required=True, help="results/probe/{encoder}.json")
+    parser.add_argument("--untrained", nargs="*", default=[],
+                        help="eval JSONs of the untrained generator (one per model): the learning baseline")
     parser.add_argument("--out-table", required=True, help="per-encoder CSV")
     parser.add_argument("--out-json", required=True, help="correlation statistics JSON")
     parser.add_argument("--params", default=None,
@@ -318,6 +326,9 @@ def correlate_main(argv: list[str]) -> int:
             "ci95_fisher": {k: v["ci95_fisher"] for k, v in res["predictors"].items()},
             "spearman_rho": {k: v["spearman_rho"] for k, v in res["predictors"].items()},
         })
+    noisy = load_fids(args.evals, params.get("sampler"), with_sd=True)
+    floors = noise_analysis(noisy, load_fids(args.untrained, params.get("sampler"), with_sd=True) if args.untrained
+                            else {}, predictors, encoders, methods, (model, method, step), n_boot, seed)
     result = {
         "name": params.get("name"),
         "setting": {"model": model, "method": method, "step": step, "sampler": params.get("sampler")},
@@ -326,6 +337,7 @@ def correlate_main(argv: list[str]) -> int:
         "fid_columns": columns,
         **chosen,
         "by_setting": by_setting,
+        **floors,
         "methods_vs_baseline": method_changes(fids, encoders, method),
         "notes": {
             "ci95_fisher": "tanh(atanh(r) +- 1.96/sqrt(n-3))",
@@ -333,12 +345,35 @@ def correlate_main(argv: list[str]) -> int:
             "vs_lp": "abs_r_diff = |r(metric,FID)| - |r(LP,FID)|; paired bootstrap on the same resamples; "
                      "Williams' t (Steiger 1980) on sign-aligned predictors, one-sided p for |r_metric| > |r_LP|",
         },
-        "provenance": provenance("correlate", params, [*args.evals, *args.spatial, *args.probe], "cpu", seed=seed),
+        "provenance": provenance("correlate", params, [*args.evals, *args.spatial, *args.probe, *args.untrained],
+                                 "cpu", seed=seed),
     }
     write_json(args.out_json, _nan_to_none(result))
     for name, res in chosen["predictors"].items():
         log.info("%s vs FID (%s/%s/%d): n=%d r=%s", name, model, method, step, res["n"], res["pearson_r"])
     return 0
+
+
+def noise_analysis(noisy, untrained_fids, predictors, encoders, methods, setting, n_boot: int,
+                   seed: int) -> dict[str, Any]:
+    """The noise-floor blocks of correlation.json (repabench.verdict): learning, pairs, methods, controls, verdict."""
+    from repabench import verdict as V
+
+    model, method, step = setting
+    untrained = {m: next(iter(by_encoder.values())) for (m, _, _), by_encoder in untrained_fids.items() if by_encoder}
+    pairs = V.resolved_pairs(noisy[setting])
+    advantage = V.spatial_advantage(predictors, noisy[setting], n_boot, seed)
+    return {
+        "noise_floor": {"setting_pairs": pairs, "z": V.Z95,
+                        "rule": "a difference is resolved when |delta| > 1.96 * sqrt(sd_a^2 + sd_b^2), sd from "
+                                "each FID's bootstrap over its generated samples"},
+        "learning": V.learning(noisy, untrained),
+        "untrained": {m: {"fid": v[0], "sd": v[1]} for m, v in untrained.items()},
+        "methods_vs_baseline_floor": V.method_differences(noisy, encoders, method),
+        "controls": V.controls(encoders, predictors, noisy, model, step, methods),
+        "spatial_advantage": advantage,
+        "verdict": V.verdict(advantage, pairs),
+    }
 
 
 def _nan_to_none(obj: Any) -> Any:

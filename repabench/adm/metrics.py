@@ -97,6 +97,44 @@ def centred_factor(acts: np.ndarray) -> np.ndarray:
     return (acts - acts.mean(axis=0)) / np.sqrt(len(acts) - 1)
 
 
+def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """[n_boot, n] draws with replacement of the sample rows, from one seeded generator."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_fids(acts: np.ndarray, ref: Statistics, indices: np.ndarray) -> np.ndarray:
+    """FID of each resample acts[indices[b]] against fixed reference statistics (the FID's sampling noise).
+
+    N <= dim (every CPU-sized sample set): through the N x N Gram matrices of the centred activations, so a
+    resample costs an N x N eigendecomposition instead of a dim x dim one; otherwise each resample's statistics
+    and Frechet distance (eigh route) directly.
+    """
+    acts = np.asarray(acts, dtype=np.float64)
+    n, dim = acts.shape
+    fids = np.empty(len(indices))
+    if n > dim:
+        for b, idx in enumerate(indices):
+            fids[b] = frechet_distance(statistics(acts[idx]), ref, "eigh")
+        return fids
+    mean = acts.mean(axis=0)
+    centred = acts - mean
+    gram = centred @ centred.T
+    kernel = centred @ np.asarray(ref.sigma, dtype=np.float64) @ centred.T
+    offset = mean - np.asarray(ref.mu, dtype=np.float64)
+    shift = centred @ offset
+    const = float(offset @ offset + np.trace(ref.sigma))
+    centring = np.eye(n) - 1.0 / n
+    for b, idx in enumerate(indices):
+        weights = np.bincount(idx, minlength=n) / n
+        mean_term = 2 * weights @ shift + weights @ gram @ weights
+        g = centring @ gram[np.ix_(idx, idx)] @ centring
+        k = centring @ kernel[np.ix_(idx, idx)] @ centring
+        tr_sigma1 = np.trace(g) / (n - 1)
+        tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((k + k.T) / (2 * (n - 1))), 0, None)).sum()
+        fids[b] = const + mean_term + tr_sigma1 - 2 * tr_covmean
+    return fids
+
+
 def softmax_probs(logits: np.ndarray | torch.Tensor) -> np.ndarray:
     """Row-wise float32 softmax of unbiased logits (TF's `softmax/logits` without the bias)."""
     logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))

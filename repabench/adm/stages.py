@@ -32,7 +32,8 @@ register(WeightSpec(
 
 REFERENCE_FORMAT = "repabench-adm-reference-v1"
 CSV_COLUMNS = ("Steps", "FID", "sFID", "IS", "Precision", "Recall")
-DEFAULTS = {"batch_size": 250, "pr_fp16": True, "frechet": "auto"}
+DEFAULTS = {"batch_size": 250, "pr_fp16": True, "frechet": "auto", "fid_bootstrap": 200, "bootstrap_seed": 0}
+INTERVAL_Z = 1.959963984540054  # two-sided 95% of the normal
 NO_LOGITS = ("these Inception weights have no logits layer (fid-helper ships none); use the torch-fidelity "
              "weights (evaluate.inception: torch-fidelity) for IS")
 
@@ -40,11 +41,13 @@ NO_LOGITS = ("these Inception weights have no logits layer (fid-helper ships non
 def evaluate_config(params: Mapping[str, Any]) -> dict[str, Any]:
     """The `evaluate` section, whether given bare or nested as {"evaluate": {...}}."""
     section = params.get("evaluate", params)
-    config = {**DEFAULTS, **{k: v for k, v in section.items() if k in {"batch_size", "pr_fp16", "frechet"}}}
+    config = {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS}}
     if config["frechet"] not in {"auto", "sqrtm", "eigh"}:
         raise SystemExit(f"evaluate.frechet must be auto, sqrtm or eigh, not {config['frechet']!r}")
     if int(config["batch_size"]) < 1:
         raise SystemExit("evaluate.batch_size must be >= 1")
+    if int(config["fid_bootstrap"]) < 0:
+        raise SystemExit("evaluate.fid_bootstrap must be >= 0 (0 = no noise floor)")
     return config
 
 
@@ -153,6 +156,22 @@ def reference_stats_main(argv: list[str]) -> int:
 # Evaluation
 
 
+def fid_noise(acts: np.ndarray, ref, fid: float, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """The FID's noise floor from resampling the generated samples: bootstrap SD, a normal 95% interval around
+    the estimate, and the bootstrap percentiles (resampling with replacement biases FID upward, so the
+    percentile interval sits above the estimate; the SD is what comparisons use)."""
+    from repabench.adm.metrics import bootstrap_fids, bootstrap_indices
+
+    if n_boot < 2:
+        return None
+    fids = bootstrap_fids(acts, ref, bootstrap_indices(len(acts), n_boot, seed))
+    sd = float(np.std(fids, ddof=1))
+    return {"sd": sd, "interval": [fid - INTERVAL_Z * sd, fid + INTERVAL_Z * sd],
+            "percentile_interval": [float(np.percentile(fids, 2.5)), float(np.percentile(fids, 97.5))],
+            "n_boot": n_boot, "seed": seed, "level": 0.95,
+            "method": "bootstrap over generated samples, reference statistics fixed"}
+
+
 def compute_metrics(feats, reference: Mapping[str, np.ndarray], config: Mapping[str, Any], device) -> dict[str, Any]:
     from repabench.adm.metrics import (Statistics, centred_factor, frechet_distance, inception_score,
                                        precision_recall, softmax_probs, statistics)
@@ -170,6 +189,10 @@ def compute_metrics(feats, reference: Mapping[str, np.ndarray], config: Mapping[
     sfid, _ = frechet(feats.spatial, reference["mu_s"], reference["sigma_s"])
     timings["frechet_s"] = time.perf_counter() - began
     result: dict[str, Any] = {"FID": fid, "sFID": sfid}
+    began = time.perf_counter()
+    result["FID_noise"] = fid_noise(feats.pool, Statistics(reference["mu"], reference["sigma"]), fid,
+                                    int(config["fid_bootstrap"]), int(config["bootstrap_seed"]))
+    timings["fid_bootstrap_s"] = time.perf_counter() - began
     if feats.logits is not None:
         result["IS"] = inception_score(softmax_probs(feats.logits))
     else:
@@ -228,7 +251,7 @@ def evaluate(samples: str | Path, reference_path: str | Path, weights: str | Pat
     result["timing"]["features_s"] = round(feats.seconds, 3)
     result["timing"]["images_per_second"] = round(feats.images_per_second, 2)
     return {
-        **{k: result[k] for k in ("FID", "sFID", "IS", "Precision", "Recall")},
+        **{k: result[k] for k in ("FID", "sFID", "IS", "Precision", "Recall", "FID_noise")},
         **({"IS_note": result["IS_note"]} if "IS_note" in result else {}),
         "n_samples": source.count,
         "n_reference": int(ref_meta["n_images"]),

@@ -6,7 +6,9 @@
     validate_encoder_name(name)      ValueError listing the known encoders
 
 Encoder strings are `type-arch-config` (upstream-spec §4.1). `<name>_randinit` is a random-init control with the
-same architecture. Importing this package is cheap (no torch); models are built on demand.
+same architecture. `<name>_shuffled`, `<name>_global` and `<name>_local` are the spatial controls of
+`repabench.encoders.variants` (after `_randinit` when both). Importing this package is cheap (no torch); models
+are built on demand.
 """
 
 from __future__ import annotations
@@ -15,27 +17,37 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repabench.encoders.catalog import DEMO_RANDINIT, RANDINIT, REGISTRY, STUDY_ENCODERS, EncoderSpec
+from repabench.encoders.catalog import DEMO_RANDINIT, RANDINIT, REGISTRY, STUDY_ENCODERS, VARIANTS, EncoderSpec
 
 if TYPE_CHECKING:
     from repabench.encoders.base import Encoder
 
-__all__ = ["Encoder", "EncoderSpec", "REGISTRY", "STUDY_ENCODERS", "build_encoder", "encoder_spec",
-           "extract_features_main", "known_encoders", "validate_encoder_name", "weight_names"]
+__all__ = ["Encoder", "EncoderSpec", "REGISTRY", "STUDY_ENCODERS", "VARIANTS", "build_encoder", "encoder_spec",
+           "encoder_variant", "extract_features_main", "known_encoders", "validate_encoder_name", "weight_names"]
 
 
 def known_encoders() -> list[str]:
     return list(REGISTRY) + DEMO_RANDINIT
 
 
+def encoder_variant(name: str) -> tuple[str, str | None]:
+    """`<base>_<variant>` -> (base, "_<variant>"); (name, None) for a plain encoder."""
+    for variant in VARIANTS:
+        if name.endswith(variant):
+            return name[: -len(variant)], variant
+    return name, None
+
+
 def _split(name: str) -> tuple[EncoderSpec, bool]:
+    name = encoder_variant(name)[0]
     base, randinit = (name[: -len(RANDINIT)], True) if name.endswith(RANDINIT) else (name, False)
     spec = REGISTRY.get(base)
     if spec is None:
         close = difflib.get_close_matches(name, known_encoders(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"unknown encoder {name!r}{hint}; known encoders: {', '.join(known_encoders())}; "
-                         f"append {RANDINIT} to any of them with weights for a random-init control")
+                         f"append {RANDINIT} to any of them with weights for a random-init control, or one of "
+                         f"{', '.join(VARIANTS)} for a spatial control")
     if randinit and not spec.has_weights:
         raise ValueError(f"encoder {base!r} has no weights, so {name!r} is the same thing; use {base!r}")
     return spec, randinit
@@ -84,6 +96,11 @@ def build_encoder(name: str, weights_dir: str | Path | None = None, device: Any 
 
 
 def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int) -> "Encoder":
+    base, variant = encoder_variant(name)
+    if variant is not None:
+        from repabench.encoders.variants import VariantEncoder
+
+        return VariantEncoder(name, _construct(base, spec, files, grid), variant)
     weight = files[0] if files else None
     options = spec.options
     if spec.family in ("timm", "sam2"):

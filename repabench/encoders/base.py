@@ -116,6 +116,12 @@ def seeded_init(seed: int = RANDOM_INIT_SEED):
         yield
 
 
+def pool_tokens(tokens: Tensor) -> Tensor:
+    """Mean over the grid [B,T,D] -> [B,D], summed in sorted order so that any permutation of the tokens
+    (the `_shuffled` control) pools to the same bits."""
+    return torch.sort(tokens.float(), dim=1).values.mean(dim=1)
+
+
 def resample_tokens_grid(fmap: Tensor, grid: int, mode: str = "bilinear") -> Tensor:
     """[B,C,h,w] feature map -> [B, grid*grid, C] tokens (resampled only when h, w differ from grid)."""
     if fmap.shape[-2:] != (grid, grid):

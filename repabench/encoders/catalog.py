@@ -16,6 +16,16 @@ from repabench.encoders.preprocessing import (CLIP_MEAN, CLIP_STD, HALF, IMAGENE
 from repabench.weights import WEIGHTS, WeightSpec, register
 
 RANDINIT = "_randinit"
+# Controls that keep an encoder's global information and change only its spatial structure, or the reverse
+# (repabench.encoders.variants); `<encoder>_<variant>` works for every encoder, `_randinit` ones included.
+VARIANTS = {
+    "_shuffled": "patch tokens permuted by one fixed permutation of the grid (the same for every image): pooled "
+                 "features and linear-probe accuracy unchanged, spatial self-similarity destroyed",
+    "_global": "every patch token replaced by the image's mean token: global information only, no spatial "
+               "structure (LDS = CDS = 0)",
+    "_local": "the image's mean token subtracted from every patch token: the spatial contrasts kept, the global "
+              "component (the pooled feature, so the probe's input) removed",
+}
 
 
 @dataclass(frozen=True)

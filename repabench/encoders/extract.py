@@ -53,6 +53,7 @@ def extract_features_main(argv: list[str]) -> int:
     from tqdm import tqdm
 
     from repabench.encoders import build_encoder, validate_encoder_name, weight_names
+    from repabench.encoders.base import pool_tokens
 
     params = load_params(args.params)
     section = params.get("features", params)
@@ -93,7 +94,7 @@ def extract_features_main(argv: list[str]) -> int:
             stop = min(start + batch_size, n)
             batch = torch.from_numpy(np.array(images[start:stop])).permute(0, 3, 1, 2).to(device)
             tokens = encoder(batch, grid=grid).float()
-            writer["pooled"][start:stop] = tokens.mean(1).cpu().numpy()
+            writer["pooled"][start:stop] = pool_tokens(tokens).cpu().numpy()
             if not args.pooled_only:
                 writer["tokens"][start:stop] = tokens.cpu().numpy().astype(dtype)
         writer["labels"][:] = np.asarray(store["labels"], dtype=np.int64)
