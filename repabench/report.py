@@ -872,8 +872,11 @@ def correlation_section(inputs: Inputs, setting: Setting, colors: Mapping[str, A
 
 
 def encoder_section(inputs: Inputs, setting: Setting, encoders: Sequence[str], methods: Sequence[str]) -> Section:
+    from repabench.report_controls import fid_with_interval, noise_lookup
+
     section = Section("encoders", "Per-encoder results")
     fids = _fid_lookup(inputs, setting)
+    noise = noise_lookup(inputs.stats)
     metrics = {}
     for encoder in encoders:
         part = inputs.table[inputs.table["encoder"] == encoder]
@@ -886,14 +889,16 @@ def encoder_section(inputs: Inputs, setting: Setting, encoders: Sequence[str], m
     rows = []
     for encoder in encoders:
         row = [encoder] + [_num(metrics[encoder][m], _metric_digits(m)) for m in PREDICTORS]
-        row += [_num(_value(fids, encoder, m, "FID"), 2) for m in methods]
+        row += [fid_with_interval(_value(fids, encoder, m, "FID"),
+                                  noise.get((setting.model_key, m, setting.step, encoder))) for m in methods]
         row += [_num(_value(fids, encoder, setting.method, c), 3 if c in ("Precision", "Recall") else 2)
                 for c in extra]
         rows.append(row)
     section.tables.append(Table(
         f"Encoders: properties and FID ({display_model(setting.model)}, step {setting.step})", columns, rows,
         note="LP: top-1 % of a linear probe on mean-pooled patch tokens; LDS/CDS/SRSS/RMSC: dataset means "
-             "(higher = more spatial structure); – = not available."))
+             "(higher = more spatial structure); FID ± half-width of its 95% interval (sampling noise); "
+             "– = not available."))
     if "IS" not in extra:
         section.notes.append("No Inception Score in the evaluation (the fid-helper Inception weights have no logits); "
                              "IS columns are left out.")
@@ -1374,8 +1379,12 @@ def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
                          "set report.method to a trained method")
     colors = encoder_colors(encoders)
     correlation, corr = correlation_section(inputs, setting, colors)
+    from repabench.report_controls import controls_section, noise_section, verdict_lines
+
     sections = [
         correlation,
+        noise_section(inputs, setting, methods),
+        controls_section(inputs, setting, methods),
         encoder_section(inputs, setting, encoders, methods),
         method_section(inputs, setting, encoders, methods),
         dynamics_section(inputs, setting, encoders, methods, colors),
@@ -1386,7 +1395,7 @@ def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
     if inputs.published_numbers:
         from repabench.report_published_runs import published_runs_section
 
-        sections.insert(5, published_runs_section(inputs, setting, encoders, methods, corr))
+        sections.insert(7, published_runs_section(inputs, setting, encoders, methods, corr))
     report = inputs.params.get("report") or {}
     sha = code_version().get("git_sha")
     context = {
@@ -1396,7 +1405,7 @@ def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
         "n_encoders": len(encoders),
         "n_methods": len(methods),
         "code_sha": sha[:12] if sha else "unknown",
-        "answer": answer(corr),
+        "answer": verdict_lines(inputs.stats) + answer(corr),
         "sections": sections,
     }
     return context, sections

@@ -367,6 +367,8 @@ def noise_analysis(noisy, untrained_fids, predictors, encoders, methods, setting
         "noise_floor": {"setting_pairs": pairs, "z": V.Z95,
                         "rule": "a difference is resolved when |delta| > 1.96 * sqrt(sd_a^2 + sd_b^2), sd from "
                                 "each FID's bootstrap over its generated samples"},
+        "fid_noise": [{"model": m, "method": k, "step": st, "encoder": e, "fid": v[0], "sd": v[1]}
+                      for (m, k, st), by_encoder in sorted(noisy.items()) for e, v in by_encoder.items()],
         "learning": V.learning(noisy, untrained),
         "untrained": {m: {"fid": v[0], "sd": v[1]} for m, v in untrained.items()},
         "methods_vs_baseline_floor": V.method_differences(noisy, encoders, method),

@@ -60,6 +60,10 @@ def _check_config():
         )
     if config["data"]["source"] == "imagefolder" and not config["data"]["root"]:
         raise ConfigError("data.root: must point at the ImageNet-style folder tree when data.source is imagefolder")
+    if "none" in methods:
+        raise ConfigError("methods: `none` is reserved for the untrained baseline; rename that method")
+    if "untrained" in config["encoders"]:
+        raise ConfigError("encoders: `untrained` is reserved for the untrained baseline")
     from repabench.encoders import validate_encoder_name
 
     for encoder in config["encoders"]:
@@ -95,10 +99,17 @@ DEVICE = config["device"]
 USE_GPU = DEVICE != "cpu"
 
 
+# The untrained generator (train.smk's `untrained` rule) is one more "run" of every model, so that sample and
+# evaluate serve it unchanged: results/train/{model}/untrained/none/checkpoints/0000000.pt.
+UNTRAINED_ENCODER, UNTRAINED_METHOD, UNTRAINED_STEP = "untrained", "none", "0000000"
+ENCODER_PATTERN = "|".join(map(re.escape, ENCODERS))
+METHOD_PATTERN = "|".join(map(re.escape, config["methods"]))
+
+
 wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
-    encoder="|".join(map(re.escape, ENCODERS)),
-    method="|".join(map(re.escape, config["methods"])),
+    encoder="|".join([ENCODER_PATTERN, UNTRAINED_ENCODER]),
+    method="|".join([METHOD_PATTERN, UNTRAINED_METHOD]),
     sampler="|".join(map(re.escape, config["samplers"])),
     step=r"\d{7}",
     split="train|heldout",
@@ -229,6 +240,14 @@ def eval_jsons():
     return expand(
         "results/eval/{run}/{step}/{sampler}.json", run=run_dirs(), step=STEPS, sampler=SAMPLER
     )
+
+
+def untrained_eval_jsons():
+    """The learning baseline of every model (report.untrained_baseline; none for imported checkpoints)."""
+    if not config["report"]["untrained_baseline"] or PUBLISHED_ON:
+        return []
+    return expand(f"results/eval/{{model}}/{UNTRAINED_ENCODER}/{UNTRAINED_METHOD}/{UNTRAINED_STEP}/{SAMPLER}.json",
+                  model=MODELS)
 
 
 # --- used by published.smk (and report.smk) ------------------------------------------------------

@@ -6,6 +6,7 @@ rule correlate:
         evals=eval_jsons(),
         spatial=expand("results/spatial/{encoder}.json", encoder=ENCODERS),
         probe=expand("results/probe/{encoder}.json", encoder=ENCODERS),
+        untrained=untrained_eval_jsons(),
     output:
         table="results/correlate/table.csv",
         stats="results/correlate/correlation.json",
@@ -17,7 +18,7 @@ rule correlate:
         "../../envs/repabench.yaml"
     shell:
         "python -m repabench correlate --evals {input.evals} --spatial {input.spatial} "
-        "--probe {input.probe} --out-table {output.table} --out-json {output.stats} "
+        "--probe {input.probe} --untrained {input.untrained} --out-table {output.table} --out-json {output.stats} "
         "--params {params.p:q} > {log} 2>&1"
 
 

@@ -11,6 +11,9 @@
 
 
 rule train:
+    wildcard_constraints:
+        encoder=ENCODER_PATTERN,
+        method=METHOD_PATTERN,
     input:
         images="results/data/train",
         latents=ancient("results/latents/train"),
@@ -43,3 +46,26 @@ rule train:
         "--model {params.model:q} --method-name {wildcards.method} --params {params.p:q} "
         "--out-dir {params.out_dir} --state-root results/state/train --job-runtime-min {resources.runtime} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
+
+
+# The generator at initialisation (the seed every run starts from): the baseline that shows what training bought.
+rule untrained:
+    input:
+        images="results/data/train",
+        latents=ancient("results/latents/train"),
+        stats="results/latents/stats.json",
+    output:
+        f"results/train/{{model}}/{UNTRAINED_ENCODER}/{UNTRAINED_METHOD}/checkpoints/{UNTRAINED_STEP}.pt",
+    log:
+        "results/logs/untrained/{model}.log",
+    params:
+        p=stage_params("train", "seed"),
+        model=lambda wc: model_name(wc.model),
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../../envs/repabench.yaml"
+    shell:
+        "python -m repabench untrained --images {input.images} --latents {input.latents} "
+        "--latent-stats {input.stats} --model {params.model:q} --params {params.p:q} --out {output:q} > {log} 2>&1"
