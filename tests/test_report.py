@@ -196,12 +196,12 @@ def test_pdf_pages(six):
     text = "\n".join(page.extract_text() for page in reader.pages)
     assert "Pearson and Spearman correlation with FID" in text
     assert "hog-classic-cells" in text
-    # summary, 6 figures, tables: correlation 1 + vs-LP 1 + encoders 1 + change 1 (12 rows) + r across 1 +
+    # summary (2 pages with the noise-floor and controls sections' text), 6 figures, tables: correlation 1 + vs-LP 1 + encoders 1 + change 1 (12 rows) + r across 1 +
     # paper r 1 + per-encoder paper 1 + Table 3 1 + code 1 + hardware 1 + weights 1 + samplers 1 +
     # per stage 1 + per encoder 1; blocks: config (several pages) + inputs 1.
     config_lines = len(json.dumps(json.loads(Path(study["params"]).read_text()), indent=2).splitlines())
     config_pages = -(-config_lines // 46)
-    assert len(reader.pages) == 1 + 6 + 14 + config_pages + 1
+    assert len(reader.pages) == 2 + 6 + 14 + config_pages + 1
 
 
 def test_published_numbers_beside_ours(six):
