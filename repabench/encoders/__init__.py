@@ -83,18 +83,26 @@ def build_encoder(name: str, weights_dir: str | Path | None = None, device: Any 
     return encoder if device.type == "meta" else encoder.to(device)
 
 
+def timm_spec_of(spec: EncoderSpec):
+    """The `TimmSpec` (architecture, final norm, checkpoint handling) of a timm-family registry entry."""
+    from repabench.encoders.timm_models import TimmSpec
+
+    options = spec.options
+    return TimmSpec(arch=options["arch"], patch=options["patch"], preprocessing=spec.preprocessing,
+                    final_norm=options.get("final_norm", True),
+                    model_kwargs=dict(options.get("model_kwargs", {})),
+                    filter_kwargs=dict(options.get("filter_kwargs", {})),
+                    strip_prefix=options.get("strip_prefix", ""),
+                    cls_mix_alpha=options.get("cls_mix_alpha"))
+
+
 def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int) -> "Encoder":
     weight = files[0] if files else None
     options = spec.options
     if spec.family in ("timm", "sam2"):
-        from repabench.encoders.timm_models import Sam2HieraEncoder, TimmSpec, TimmViTEncoder
+        from repabench.encoders.timm_models import Sam2HieraEncoder, TimmViTEncoder
 
-        timm_spec = TimmSpec(arch=options["arch"], patch=options["patch"], preprocessing=spec.preprocessing,
-                             final_norm=options.get("final_norm", True),
-                             model_kwargs=dict(options.get("model_kwargs", {})),
-                             filter_kwargs=dict(options.get("filter_kwargs", {})),
-                             strip_prefix=options.get("strip_prefix", ""),
-                             cls_mix_alpha=options.get("cls_mix_alpha"))
+        timm_spec = timm_spec_of(spec)
         if spec.family == "sam2":
             return Sam2HieraEncoder(name, spec.embed_dim, timm_spec, weight)
         return TimmViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)

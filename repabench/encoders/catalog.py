@@ -97,8 +97,9 @@ for cfg, (size, dim) in {"s": ("small", 384), "b": ("base", 768)}.items():
     _timm(f"dino-vit-{cfg}", f"vit_{size}_patch16_224", dim, 16, DINO_PREP, weight, study=cfg == "b")
 
 # --- CLIP ViT-L/14 (bicubic to 224, then CLIP normalisation; tokens after the blocks, no ln_post) -------------
+# OpenAI CLIP's MLPs use QuickGELU (x * sigmoid(1.702 x)); timm's `_quickgelu_` variant runs the same weights so.
 CLIP_PREP = _prep("bicubic", 14, CLIP_MEAN, CLIP_STD, "resize_then_norm")
-_timm("clip-vit-L", "vit_large_patch14_clip_224", 1024, 14, CLIP_PREP,
+_timm("clip-vit-L", "vit_large_patch14_clip_quickgelu_224", 1024, 14, CLIP_PREP,
       _hf_weight("clip-vit-L.safetensors", "timm/vit_large_patch14_clip_224.openai"), final_norm=False, study=True)
 
 # --- MoCo v3 (ViT at 256 px, normalise, no resize at 256; final norm, CLS dropped) -----------------------------
@@ -176,7 +177,10 @@ SIGLIP = {
 }
 for name, (arch, tag, dim, patch) in SIGLIP.items():
     prep = _prep("bicubic", patch, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize")
-    _timm(name, arch, dim, patch, prep, _hf_weight(f"{name}.safetensors", f"timm/{arch}.{tag}"))
+    # HF SigLIP (upstream's loader) runs its MLPs with gelu_pytorch_tanh, as big_vision trains them; several timm
+    # SigLIP definitions default to the exact GELU, so the activation is set here for all of them.
+    _timm(name, arch, dim, patch, prep, _hf_weight(f"{name}.safetensors", f"timm/{arch}.{tag}"),
+          model_kwargs={"act_layer": "gelu_tanh"})
 
 # --- SAM2 Hiera trunk (bicubic to 32*grid, then normalise; last stage at stride 32) ----------------------------
 SAM2_PREP = _prep("bicubic", 32, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")

@@ -1,0 +1,142 @@
+"""Each encoder family computes what upstream's loader computes: activation, LayerNorm eps, final norm, prefix tokens.
+
+Tiny random-init copies of every family's architecture (depth 2, width 32) are run through the registry's wrapper
+and compared with a hand-written forward pass whose family-specific operations come from the table below, written
+from upstream-spec §4.2 and the upstream model definitions (OpenAI CLIP: QuickGELU, LN eps 1e-5, ln_pre, no
+ln_post; HF SigLIP: gelu_pytorch_tanh; ...), not from the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import repabench.encoders as enc
+from repabench.encoders.timm_models import TimmViTEncoder
+
+ACTIVATIONS = {
+    "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "gelu_tanh": lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
+}
+
+# encoder: (MLP activation, LayerNorm eps, LN before the blocks, final norm on the returned tokens, prefix tokens)
+PLAIN_VIT_FAMILIES = {
+    "dino-vit-s": ("gelu", 1e-6, False, True, 1),            # hub DINO: get_intermediate_layers applies the norm
+    "dinov2-vit-s": ("gelu", 1e-6, False, True, 1),          # x_norm_patchtokens
+    "dinov2reg-vit-s": ("gelu", 1e-6, False, True, 5),       # CLS + 4 registers excluded
+    "clip-vit-L": ("quick_gelu", 1e-5, True, False, 1),      # OpenAI CLIP: ln_pre, QuickGELU, no ln_post
+    "mocov3-vit-s": ("gelu", 1e-6, False, True, 1),          # timm forward_features (final norm), CLS dropped
+    "mae-vit-l": ("gelu", 1e-6, False, False, 1),            # last block WITHOUT the final norm
+    "jepa-vit-h": ("gelu", 1e-6, False, True, 0),            # final norm, no CLS exists
+    "siglip-vit-b": ("gelu_tanh", 1e-6, False, True, 0),     # HF last_hidden_state: post-LN, gelu_pytorch_tanh
+    "siglip2-vit-b": ("gelu_tanh", 1e-6, False, True, 0),
+    "siglip-vit-so400m": ("gelu_tanh", 1e-6, False, True, 0),
+    "cradio-vit-b": ("gelu", 1e-6, False, False, 8),         # RADIO drops the final norm; 1 CLS + 7 registers
+}
+TINY = {"depth": 2, "embed_dim": 32, "num_heads": 2}
+
+
+def _tiny_encoder(name: str, grid: int = 2) -> TimmViTEncoder:
+    spec = enc.encoder_spec(name)
+    timm_spec = enc.timm_spec_of(spec)
+    timm_spec = dataclasses.replace(timm_spec, model_kwargs={**timm_spec.model_kwargs, **TINY})
+    encoder = TimmViTEncoder(name, TINY["embed_dim"], timm_spec, None, grid=grid)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # every parameter random (LayerNorm affine and layer scale included), so each op matters
+        for pname, p in encoder.network.named_parameters():
+            noise = torch.randn(p.shape, generator=generator)
+            p.copy_(1 + 0.2 * noise if "norm" in pname and pname.endswith("weight") else 0.3 * noise)
+    return encoder
+
+
+def _ln(x, module, eps):
+    return F.layer_norm(x, x.shape[-1:], module.weight, module.bias, eps)
+
+
+def _attention(x, attn):
+    b, n, d = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.qkv.weight, attn.qkv.bias).reshape(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // heads), dim=-1)
+    return F.linear((weights @ v).transpose(1, 2).reshape(b, n, d), attn.proj.weight, attn.proj.bias)
+
+
+def _gamma(layer_scale):
+    return getattr(layer_scale, "gamma", 1.0)
+
+
+def reference_vit_tokens(net, x, act, eps, ln_pre, final_norm, prefix):
+    """Pre-norm ViT by hand from the embedded sequence on: x + ls1 * attn(LN(x)), x + ls2 * fc2(act(fc1(LN(x))))."""
+    h = net._pos_embed(net.patch_embed(x))  # patches + CLS/registers + positions: not a family difference
+    if ln_pre:
+        h = _ln(h, net.norm_pre, eps)
+    for blk in net.blocks:
+        h = h + _gamma(blk.ls1) * _attention(_ln(h, blk.norm1, eps), blk.attn)
+        hidden = ACTIVATIONS[act](F.linear(_ln(h, blk.norm2, eps), blk.mlp.fc1.weight, blk.mlp.fc1.bias))
+        h = h + _gamma(blk.ls2) * F.linear(hidden, blk.mlp.fc2.weight, blk.mlp.fc2.bias)
+    if final_norm:
+        h = _ln(h, net.norm, eps)
+    return h[:, prefix:]
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_VIT_FAMILIES))
+def test_vit_family_matches_the_hand_written_upstream_forward(name):
+    act, eps, ln_pre, final_norm, prefix = PLAIN_VIT_FAMILIES[name]
+    encoder = _tiny_encoder(name)
+    x = torch.randn(2, 3, 2 * encoder.spec.patch, 2 * encoder.spec.patch, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = encoder.tokens(x, 2)
+        expected = reference_vit_tokens(encoder.network, x, act, eps, ln_pre, final_norm, prefix)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        # the check has power: each wrong choice of the differing operation gives other tokens
+        for other in set(ACTIVATIONS) - {act}:
+            wrong = reference_vit_tokens(encoder.network, x, other, eps, ln_pre, final_norm, prefix)
+            assert (wrong - got).abs().max() > 1e-4, (name, other)
+        if not isinstance(encoder.network.norm, torch.nn.Identity):  # RADIO's definition has no final norm at all
+            wrong_norm = reference_vit_tokens(encoder.network, x, act, eps, ln_pre, not final_norm, prefix)
+            assert (wrong_norm - got).abs().max() > 1e-3
+
+
+def test_clip_mlp_activation_is_quickgelu():
+    encoder = _tiny_encoder("clip-vit-L")
+    z = torch.linspace(-4, 4, 101)
+    act = encoder.network.blocks[0].mlp.act
+    torch.testing.assert_close(act(z), z * torch.sigmoid(1.702 * z), atol=1e-6, rtol=0)
+    assert (act(z) - F.gelu(z)).abs().max() > 0.01  # what timm's plain CLIP definition computes
+
+
+# RoPE families (timm Eva): eps, activation and final norm checked op by op on the tiny model.
+# encoder: (activation, LayerNorm eps, final norm on the returned tokens, prefix tokens)
+ROPE_FAMILIES = {
+    "dinov3-vit-b16": ("gelu", 1e-5, True, 5),   # DINOv3 "layernormbf16" = eps 1e-5; x_norm_patchtokens
+    "pe-vit-t": ("gelu", 1e-5, False, 1),        # PE forward_features(norm=False): before ln_post
+    "pe-vit-g": ("gelu", 1e-5, False, 0),        # PE-Core-G has no CLS
+    "spatialpe-vit-b": ("gelu", 1e-5, False, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROPE_FAMILIES))
+def test_rope_family_eps_activation_and_final_norm(name):
+    act, eps, final_norm, prefix = ROPE_FAMILIES[name]
+    encoder = _tiny_encoder(name)
+    net = encoder.network
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == eps for m in norms), {m.eps for m in norms}
+    z = torch.linspace(-4, 4, 101)
+    torch.testing.assert_close(net.blocks[0].mlp.act(z), ACTIVATIONS[act](z), atol=1e-6, rtol=0)
+
+    captured = {}
+    handle = net.blocks[-1].register_forward_hook(lambda module, inputs, output: captured.update(h=output))
+    x = torch.randn(2, 3, 2 * encoder.spec.patch, 2 * encoder.spec.patch, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = encoder.tokens(x, 2)
+    handle.remove()
+    h = captured["h"]
+    expected = (_ln(h, net.norm, eps) if final_norm else h)[:, prefix:]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
