@@ -140,3 +140,110 @@ def test_rope_family_eps_activation_and_final_norm(name):
     h = captured["h"]
     expected = (_ln(h, net.norm, eps) if final_norm else h)[:, prefix:]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+# --- loaders: synthetic checkpoints in the upstream layouts ------------------------------------------------------
+
+
+def _save_with_record(state: dict, path, torch_pickle: bool = False) -> None:
+    from safetensors.torch import save_file
+
+    from repabench.atomic import write_json
+    from repabench.provenance import sha256_file
+    from repabench.weights import sidecar
+
+    if torch_pickle:
+        torch.save(state, path)
+    else:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    write_json(sidecar(path), {"name": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size})
+
+
+def _tiny_with_weights(name: str, path, **overrides) -> TimmViTEncoder:
+    timm_spec = enc.timm_spec_of(enc.encoder_spec(name))
+    timm_spec = dataclasses.replace(timm_spec, model_kwargs={**timm_spec.model_kwargs, **TINY, **overrides})
+    return TimmViTEncoder(name, TINY["embed_dim"], timm_spec, path, grid=2)
+
+
+# RCG's ViT-L checkpoint names these four tensors so; upstream renames them to the right-hand names
+RCG_MISNAMED = {"blocks.13.norm1": "blocks.13.norm13", "blocks.13.mlp.fc1": "blocks.13.mlp.fc13",
+                "blocks.14.norm2": "blocks.14.norm14", "blocks.14.mlp.fc2": "blocks.14.mlp.fc14"}
+
+
+def _rcg_layout(native: dict) -> dict:
+    state = {}
+    for key, value in native.items():
+        for right, wrong in RCG_MISNAMED.items():
+            key = key.replace(right + ".", wrong + ".")
+        state[f"module.base_encoder.{key}"] = value
+    state["module.base_encoder.head.weight"] = torch.zeros(10, TINY["embed_dim"])
+    state["module.base_encoder.fc.weight"] = torch.zeros(10, TINY["embed_dim"])  # dropped upstream as well
+    state["module.momentum_encoder.cls_token"] = native["cls_token"]
+    return {"state_dict": state, "epoch": 800}
+
+
+def test_mocov3_vit_l_loads_the_rcg_checkpoint_with_its_misnamed_keys(tmp_path):
+    import timm
+
+    from repabench.weights import WeightError
+
+    native = timm.create_model("vit_large_patch16_224", num_classes=0, global_pool="", img_size=32,
+                               **{**TINY, "depth": 15}).state_dict()
+    path = tmp_path / "mocov3-vit-l.pth.tar"
+    upstream = _rcg_layout(native)
+    assert "module.base_encoder.blocks.13.norm13.weight" in upstream["state_dict"]
+    _save_with_record(upstream, path, torch_pickle=True)
+    encoder = _tiny_with_weights("mocov3-vit-l", path, depth=15)
+    assert encoder.pretrained
+    loaded = encoder.network.state_dict()
+    for right in RCG_MISNAMED:
+        for suffix in ("weight", "bias"):
+            torch.testing.assert_close(loaded[f"{right}.{suffix}"], native[f"{right}.{suffix}"], rtol=0, atol=0)
+    for key in ("blocks.13.norm2.weight", "blocks.14.norm1.bias", "blocks.14.mlp.fc1.weight", "norm.weight"):
+        torch.testing.assert_close(loaded[key], native[key], rtol=0, atol=0)
+
+    # without the renames the same file does not fit (what the loader did before)
+    spec = dataclasses.replace(encoder.spec, key_renames=())
+    with pytest.raises(WeightError, match="blocks.13.norm1"):
+        TimmViTEncoder("mocov3-vit-l", TINY["embed_dim"], spec, path, grid=2)
+
+
+def _radio_hf_layout(net, grid: int = 8) -> dict:
+    """C-RADIOv3 as its Hugging Face checkpoint stores it: `radio_model.model.*` with a patch generator."""
+    d = TINY["embed_dim"]
+    state = {"radio_model.model.patch_generator.embedder.weight": net.patch_embed.proj.weight.reshape(d, -1),
+             "radio_model.model.patch_generator.pos_embed": torch.randn(1, grid * grid, d),
+             "radio_model.model.patch_generator.cls_token.token": torch.randn(8, d),
+             "radio_model.input_conditioner.norm_mean": torch.zeros(3, 1, 1),
+             "radio_model.input_conditioner.norm_std": torch.ones(3, 1, 1)}
+    for key, value in net.state_dict().items():
+        if key.startswith("blocks."):
+            state[f"radio_model.model.{key}"] = value
+    return state
+
+
+@pytest.mark.parametrize("prefix", ["_feature_normalizer.", "radio_model.feature_normalizer.", None])
+def test_cradio_applies_the_feature_normalizer_when_the_checkpoint_carries_one(tmp_path, prefix):
+    plain = _tiny_encoder("cradio-vit-b")  # random weights; its blocks become the checkpoint
+    state = _radio_hf_layout(plain.network)
+    generator = torch.Generator().manual_seed(3)
+    mean = torch.randn(TINY["embed_dim"], generator=generator)
+    tx = torch.randn(TINY["embed_dim"], TINY["embed_dim"], generator=generator) / math.sqrt(TINY["embed_dim"])
+    if prefix is not None:
+        state[f"{prefix}mean"], state[f"{prefix}tx"] = mean, tx
+    path = tmp_path / "cradio-vit-b.safetensors"
+    _save_with_record(state, path)
+    encoder = _tiny_with_weights("cradio-vit-b", path)
+    assert encoder.describe()["feature_normalizer"] is (prefix is not None)
+
+    x = torch.randn(2, 3, 32, 32, generator=generator)
+    with torch.no_grad():
+        got = encoder.tokens(x, 2)
+        (raw,) = encoder.network.forward_intermediates(x, indices=1, norm=False, output_fmt="NLC",
+                                                       intermediates_only=True)
+    assert raw.shape == got.shape == (2, 4, TINY["embed_dim"])
+    # RADIO's FeatureNormalizer by hand: y = (f - mean) tx^T, per token
+    expected = torch.stack([torch.stack([tx @ (token - mean) for token in image]) for image in raw])
+    torch.testing.assert_close(got, expected if prefix is not None else raw, atol=1e-5, rtol=1e-5)
+    if prefix is not None:
+        assert (got - raw).abs().max() > 0.1

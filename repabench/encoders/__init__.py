@@ -93,7 +93,9 @@ def timm_spec_of(spec: EncoderSpec):
                     model_kwargs=dict(options.get("model_kwargs", {})),
                     filter_kwargs=dict(options.get("filter_kwargs", {})),
                     strip_prefix=options.get("strip_prefix", ""),
-                    cls_mix_alpha=options.get("cls_mix_alpha"))
+                    key_renames=tuple(tuple(pair) for pair in options.get("key_renames", ())),
+                    cls_mix_alpha=options.get("cls_mix_alpha"),
+                    feature_normalizer=options.get("feature_normalizer", False))
 
 
 def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int) -> "Encoder":

@@ -112,11 +112,14 @@ MOCO_URLS = {
          "&confirm=t",
 }
 MOCO = {"s": ("small", 384, {"num_heads": 12}), "b": ("base", 768, {}), "l": ("large", 1024, {})}
+# RCG's ViT-L checkpoint misnames four tensors; upstream (REPA utils.fix_mocov3_state_dict) renames them so
+MOCO_KEY_RENAMES = (("blocks.13.norm13", "blocks.13.norm1"), ("blocks.13.mlp.fc13", "blocks.13.mlp.fc1"),
+                    ("blocks.14.norm14", "blocks.14.norm2"), ("blocks.14.mlp.fc14", "blocks.14.mlp.fc2"))
 for cfg, (size, dim, kwargs) in MOCO.items():
     weight = _url_weight(f"mocov3-vit-{cfg}.pth.tar", MOCO_URLS[cfg],
                          note="MoCo v3 checkpoint (state_dict, module.base_encoder.*); ViT-L from the RCG repository")
     _timm(f"mocov3-vit-{cfg}", f"vit_{size}_patch16_224", dim, 16, MOCO_PREP, weight, study=cfg in {"b", "l"},
-          strip_prefix="module.base_encoder.", model_kwargs=kwargs)
+          strip_prefix="module.base_encoder.", key_renames=MOCO_KEY_RENAMES, model_kwargs=kwargs)
 
 # --- MAE ViT-L/16 (at 256 px; last block output WITHOUT the final norm) ----------------------------------------
 _timm("mae-vit-l", "vit_large_patch16_224", 1024, 16, MOCO_PREP,
@@ -162,7 +165,7 @@ for cfg, (size, dim, hub, align_corners) in RADIO.items():
                         note="NVIDIA Open Model License; original RADIO layout, converted by timm on load")
     # RADIO resamples its 128x128 position grid bilinearly; align_corners as in each checkpoint's hub code.
     _timm(f"cradio-vit-{cfg}", f"vit_{size}_patch16_radio_v3", dim, 16, RADIO_PREP, weight, final_norm=False,
-          study=cfg in {"b", "l"},
+          study=cfg in {"b", "l"}, feature_normalizer=True,
           filter_kwargs={"interpolation": "bilinear", "antialias": False, "align_corners": align_corners})
 
 # --- SigLIP / SigLIP2 (normalise with ImageNet constants (not SigLIP's), bicubic; post-LN last_hidden_state) ---
