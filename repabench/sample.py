@@ -41,7 +41,7 @@ LABEL_MODES = ("uniform", "balanced")
 PRECISIONS = ("fp32", "bf16")
 SAMPLE_DEFAULTS: dict[str, Any] = {
     "n_samples": 50000, "labels": "uniform", "seed": 0, "shard_size": 1000, "batch_size": 250,
-    "precision": "bf16", "compile": False,
+    "precision": "fp32", "compile": False,  # upstream samples in fp32 (TF32 matmuls); bf16 is a named option
 }
 
 
@@ -620,6 +620,7 @@ def sample_main(argv: list[str]) -> int:
             "weights": weights,
             "provenance": provenance("sample", params, [args.checkpoint, args.latent_stats, args.autoencoder],
                                      device, seed=generation.seed, precision=generation.precision,
+                                     tf32=device.type == "cuda",
                                      rank0_generated_shards=len(generated), rank0_seconds=round(elapsed, 3)),
         })
         log.info("wrote %s (%d samples)", manifest, generation.n_samples)

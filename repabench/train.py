@@ -67,7 +67,7 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
-    mixed_precision: str = "bf16"
+    mixed_precision: str = "fp16"  # upstream: fp16 autocast + GradScaler; bf16 is the faster named option
     tf32: bool = True
     compile: bool = True
     class_dropout: float = 0.1
@@ -195,6 +195,18 @@ def build_target_encoder(name: str, weights_dir: str | os.PathLike) -> torch.nn.
     from repabench.encoders import build_encoder
 
     return build_encoder(name, weights_dir)
+
+
+def training_precision(requested: str, device: torch.device) -> str:
+    """The accelerate mixed precision of the model forward and of the encoder targets (the same autocast).
+
+    fp16 (upstream) comes with accelerate's GradScaler; on CPU every choice runs in fp32 ("no")."""
+    if requested not in ("no", "fp16", "bf16"):
+        raise ValueError(f"train.mixed_precision {requested!r} must be no, fp16 or bf16")
+    if device.type == "cpu" and requested != "no":
+        log.warning("mixed precision %s is not used on CPU; training in fp32", requested)
+        return "no"
+    return requested
 
 
 class Targets:
@@ -373,10 +385,7 @@ class Trainer:
         self.spec = spec
         cfg = spec.train
         device = resolve_device(spec.device)
-        precision = cfg.mixed_precision
-        if device.type == "cpu" and precision != "no":
-            log.warning("mixed precision %s is not used on CPU; training in fp32", precision)
-            precision = "no"
+        precision = training_precision(cfg.mixed_precision, device)
         self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
         self.device = self.accelerator.device
         self.precision = precision
@@ -528,6 +537,9 @@ class Trainer:
         spec = self.spec
         return provenance("train", self.run_params, [spec.images, spec.latents, spec.latent_stats], self.device,
                           params_hash_state=self.hash, seed=spec.seed, precision=self.precision,
+                          precision_requested=spec.train.mixed_precision, targets_precision=self.precision,
+                          grad_scaler=self.accelerator.scaler is not None,
+                          tf32=bool(spec.train.tf32 and self.device.type == "cuda"),
                           world_size=self.world, compile=bool(spec.train.compile and self.device.type == "cuda"),
                           encoders=list(spec.encoders))
 
