@@ -900,7 +900,25 @@ def encoder_section(inputs: Inputs, setting: Setting, encoders: Sequence[str], m
     missing_srss = [e for e in encoders if metrics[e]["SRSS"] is None]
     if missing_srss:
         section.notes.append(f"SRSS is undefined for {len(missing_srss)} encoder(s) (no foreground masks).")
+    section.notes.extend(subset_notes(inputs.stats.get("spatial_subsets") or {}, encoders))
     return section
+
+
+def subset_notes(subsets: Mapping[str, Mapping[str, str]], encoders: Sequence[str]) -> list[str]:
+    """One line per distinct image subset: which metric of which encoders it was computed on."""
+    groups: dict[str, list[str]] = {}
+    for encoder in encoders:
+        for metric in SPATIAL:
+            subset = subsets.get(encoder, {}).get(metric)
+            if subset:
+                groups.setdefault(subset, []).append(f"{metric} of {encoder}")
+    notes = []
+    for subset, uses in groups.items():
+        metrics = sorted({use.split(" of ")[0] for use in uses}, key=SPATIAL.index)
+        users = sorted({use.split(" of ")[1] for use in uses}, key=list(encoders).index)
+        who = "all encoders" if len(users) == len(encoders) else ", ".join(users)
+        notes.append(f"Images of {'/'.join(metrics)} ({who}): {subset}.")
+    return notes
 
 
 def method_section(inputs: Inputs, setting: Setting, encoders: Sequence[str], methods: Sequence[str]) -> Section:
