@@ -71,6 +71,7 @@ class TrainConfig:
     tf32: bool = True
     compile: bool = True
     class_dropout: float = 0.1
+    weighting: str = "uniform"  # training-time distribution: upstream's uniform (used) or lognormal
     cache_targets: bool = False
     num_workers: int = 8
     gpus: int = 1
@@ -89,6 +90,8 @@ class TrainConfig:
         cfg = cls(**values)
         if cfg.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"train.mixed_precision {cfg.mixed_precision!r} must be no, fp16 or bf16")
+        if cfg.weighting not in ("uniform", "lognormal"):
+            raise ValueError(f"train.weighting {cfg.weighting!r} must be uniform or lognormal")
         late = [s for s in cfg.checkpoint_steps if s > cfg.steps]
         if late:
             raise ValueError(f"train.checkpoint_steps {late} exceed train.steps {cfg.steps}; lower them or raise steps")
@@ -97,7 +100,10 @@ class TrainConfig:
         return cfg
 
     def trajectory(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
+        if out["weighting"] == "uniform":  # the default leaves the hashes of runs from before the option as they were
+            del out["weighting"]
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -551,7 +557,7 @@ class Trainer:
         labels = batch["label"].to(self.device, non_blocking=True)
         mean, std = moments.chunk(2, dim=1)
         x0 = (mean + std * torch.randn_like(mean) - self.bias) * self.scale
-        t = sample_time(x0.shape[0], device=self.device)
+        t = sample_time(x0.shape[0], device=self.device, weighting=cfg.weighting)
         x_t, v_target = linear_interpolant(x0, torch.randn_like(x0), t)
         targets = self.targets(batch) if self.targets is not None else None
         self.model.train()
