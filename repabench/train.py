@@ -72,6 +72,7 @@ class TrainConfig:
     compile: bool = True
     class_dropout: float = 0.1
     weighting: str = "uniform"  # training-time distribution: upstream's uniform (used) or lognormal
+    qk_norm: bool = False  # upstream's --qk-norm (off in every upstream config)
     cache_targets: bool = False
     num_workers: int = 8
     gpus: int = 1
@@ -101,8 +102,9 @@ class TrainConfig:
 
     def trajectory(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
-        if out["weighting"] == "uniform":  # the default leaves the hashes of runs from before the option as they were
-            del out["weighting"]
+        for key, default in (("weighting", "uniform"), ("qk_norm", False)):
+            if out[key] == default:  # defaults leave the hashes of runs from before these options as they were
+                del out[key]
         return out
 
 
@@ -437,7 +439,7 @@ class Trainer:
         projectors = spec.method.projector_specs(z_dims) if aligned else None
         self.net = build_sit(spec.model, self.latent_size, in_channels=channels, num_classes=self.num_classes,
                              projectors=projectors, encoder_depth=spec.method.encoder_depth,
-                             class_dropout_prob=cfg.class_dropout).to(self.device)
+                             class_dropout_prob=cfg.class_dropout, qk_norm=cfg.qk_norm).to(self.device)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr,
                                            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,

@@ -107,7 +107,8 @@ def test_lognormal_time_weighting_is_sigma_over_one_plus_sigma():
 def test_train_config_weighting_option_and_trajectory():
     from repabench.train import TrainConfig
 
-    assert "weighting" not in TrainConfig().trajectory()  # default uniform: earlier run hashes unchanged
+    assert not {"weighting", "qk_norm"} & set(TrainConfig().trajectory())  # defaults: earlier run hashes unchanged
+    assert TrainConfig.from_config({"qk_norm": True}).trajectory()["qk_norm"] is True
     assert TrainConfig.from_config({"weighting": "lognormal"}).trajectory()["weighting"] == "lognormal"
     with pytest.raises(ValueError, match="weighting"):
         TrainConfig.from_config({"weighting": "cosine"})
