@@ -117,6 +117,8 @@ ROPE_FAMILIES = {
     "dinov3-vit-b16": ("gelu", 1e-5, True, 5),   # DINOv3 "layernormbf16" = eps 1e-5; x_norm_patchtokens
     "pe-vit-t": ("gelu", 1e-5, False, 1),        # PE forward_features(norm=False): before ln_post
     "pe-vit-g": ("gelu", 1e-5, False, 0),        # PE-Core-G has no CLS
+    "pe-vit-tnorm": ("gelu", 1e-5, True, 1),     # upstream's `norm` variant: ln_post applied
+    "pe-vit-gnorm": ("gelu", 1e-5, True, 0),
     "spatialpe-vit-b": ("gelu", 1e-5, False, 1),
 }
 

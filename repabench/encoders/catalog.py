@@ -156,6 +156,14 @@ for name, (arch, dim, patch) in PE.items():
           study=name in PE_STUDY, model_kwargs={"ref_feat_shape": None},
           filter_kwargs={"interpolation": "bilinear", "antialias": False})
 
+# upstream's `norm` suffix of the PE-Core strings applies ln_post to the returned tokens
+for cfg in ("t", "s", "b", "l", "g"):
+    arch, dim, patch = PE[f"pe-vit-{cfg}"]
+    _timm(f"pe-vit-{cfg}norm", arch, dim, patch, PE_PREP if patch == 16 else PE_PREP14, f"pe-vit-{cfg}.safetensors",
+          final_norm=True, model_kwargs={"ref_feat_shape": None},
+          filter_kwargs={"interpolation": "bilinear", "antialias": False},
+          note="PE-Core with ln_post applied (upstream's `norm` variant)")
+
 # --- C-RADIOv3 (bilinear to 256, RADIO's own input normalisation (CLIP constants); spatial features) -----------
 RADIO_PREP = _prep("bilinear", 16, CLIP_MEAN, CLIP_STD, "resize_then_norm")
 RADIO = {"b": ("base", 768, "B", True), "l": ("large", 1024, "L", False), "h": ("huge", 1280, "H", True),
