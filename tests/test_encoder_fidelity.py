@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -249,3 +250,33 @@ def test_cradio_applies_the_feature_normalizer_when_the_checkpoint_carries_one(t
     torch.testing.assert_close(got, expected if prefix is not None else raw, atol=1e-5, rtol=1e-5)
     if prefix is not None:
         assert (got - raw).abs().max() > 0.1
+
+
+def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Rows of 1-D bilinear resampling with align_corners=False: source x = (i + 0.5) n_in / n_out - 0.5, clamped."""
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        x = min(max((i + 0.5) * n_in / n_out - 0.5, 0.0), n_in - 1)
+        lo = int(np.floor(x))
+        hi = min(lo + 1, n_in - 1)
+        m[i, lo] += 1 - (x - lo)
+        m[i, hi] += x - lo
+    return m
+
+
+def test_upstream_hog_is_dense_2px_cells_on_grey_resized_bilinearly():
+    from skimage.feature import hog
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 3, 32, 32)).astype(np.uint8)
+    tokens = enc.build_encoder("hog-upstream-g16_d128")(torch.from_numpy(images), grid=2).numpy()
+    assert tokens.shape == (2, 4, 128)
+    for image, got in zip(images.astype(np.float64), tokens):
+        grey = 0.2125 * image[0] + 0.7154 * image[1] + 0.0721 * image[2]
+        blocks = hog(grey, orientations=8, pixels_per_cell=(2, 2), cells_per_block=(4, 4), block_norm="L2-Hys",
+                     feature_vector=False)  # [13, 13, 4, 4, 8]: one block per cell position
+        dense = blocks.reshape(13, 13, 128)
+        dense = dense / np.linalg.norm(dense, axis=-1, keepdims=True)
+        m = _bilinear_matrix(13, 2)
+        expected = np.einsum("ri,ijd,cj->rcd", m, dense, m).reshape(4, 128)
+        np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -124,6 +124,10 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         from repabench.encoders.classical import HOGEncoder
 
         return HOGEncoder(name, spec.embed_dim, spec.preprocessing)
+    if spec.family == "hog_dense":
+        from repabench.encoders.classical import HOGDenseEncoder
+
+        return HOGDenseEncoder(name, spec.embed_dim, spec.preprocessing)
     if spec.family == "pixels":
         from repabench.encoders.classical import PixelEncoder
 

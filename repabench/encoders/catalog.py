@@ -21,7 +21,7 @@ RANDINIT = "_randinit"
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # timm | sam2 | webssl | effnet | inception | hog | pixels
+    family: str  # timm | sam2 | webssl | effnet | inception | hog | hog_dense | pixels
     embed_dim: int
     preprocessing: Preprocessing
     weights: tuple[str, ...] = ()
@@ -242,6 +242,10 @@ _add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP, ("incep
 _add(EncoderSpec("hog-classic-cells", "hog", 128,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
                     order="resize_then_norm", scale=1.0)))
+_add(EncoderSpec("hog-upstream-g16_d128", "hog_dense", 128,
+                 Preprocessing(mode="bilinear", antialias=False, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
+                    order="resize_then_norm", scale=1.0),
+                 note="upstream's hog-* baseline: 2-px cells on grey, dense map bilinearly resized to the grid"))
 _add(EncoderSpec("pixels-classic-raw", "pixels", 768,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=HALF, std=HALF,
                     order="resize_then_norm")))
