@@ -280,3 +280,20 @@ def test_upstream_hog_is_dense_2px_cells_on_grey_resized_bilinearly():
         m = _bilinear_matrix(13, 2)
         expected = np.einsum("ri,ijd,cj->rcd", m, dense, m).reshape(4, 128)
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_sam_tokens_are_the_neck_map_resized_bilinearly():
+    """SAM v1: neck output (256 channels, 1/16 of the input side: 64x64 at 1024 px) resized to the token grid."""
+    from repabench.encoders.timm_models import SamViTEncoder
+
+    timm_spec = enc.timm_spec_of(enc.encoder_spec("sam-vit-b"))
+    tiny = dataclasses.replace(timm_spec, model_kwargs={**TINY, "global_attn_indexes": (1,), "window_size": 4})
+    encoder = SamViTEncoder("sam-vit-b", 256, tiny, None, grid=2)  # 128 px input -> 8x8 neck map -> 2x2 tokens
+    images = torch.randint(0, 256, (1, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tokens = encoder(images, grid=2)[0].double().numpy()
+        neck = encoder.network.forward_features(encoder.preprocess(images, 2))[0].double().numpy()
+    assert neck.shape == (256, 8, 8) and tokens.shape == (4, 256)
+    m = _bilinear_matrix(8, 2)
+    expected = np.einsum("ri,dij,cj->rcd", m, neck, m).reshape(4, 256)
+    np.testing.assert_allclose(tokens, expected, atol=1e-4)

@@ -101,12 +101,14 @@ def timm_spec_of(spec: EncoderSpec):
 def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int) -> "Encoder":
     weight = files[0] if files else None
     options = spec.options
-    if spec.family in ("timm", "sam2"):
-        from repabench.encoders.timm_models import Sam2HieraEncoder, TimmViTEncoder
+    if spec.family in ("timm", "sam2", "sam"):
+        from repabench.encoders.timm_models import Sam2HieraEncoder, SamViTEncoder, TimmViTEncoder
 
         timm_spec = timm_spec_of(spec)
         if spec.family == "sam2":
             return Sam2HieraEncoder(name, spec.embed_dim, timm_spec, weight)
+        if spec.family == "sam":
+            return SamViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)
         return TimmViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)
     if spec.family == "webssl":
         from repabench.encoders.webssl import WebSSLEncoder

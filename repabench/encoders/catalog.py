@@ -21,7 +21,7 @@ RANDINIT = "_randinit"
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # timm | sam2 | webssl | effnet | inception | hog | hog_dense | pixels
+    family: str  # timm | sam | sam2 | webssl | effnet | inception | hog | hog_dense | pixels
     embed_dim: int
     preprocessing: Preprocessing
     weights: tuple[str, ...] = ()
@@ -192,6 +192,14 @@ for name, (arch, tag, dim, patch) in SIGLIP.items():
     # SigLIP definitions default to the exact GELU, so the activation is set here for all of them.
     _timm(name, arch, dim, patch, prep, _hf_weight(f"{name}.safetensors", f"timm/{arch}.{tag}"),
           model_kwargs={"act_layer": "gelu_tanh"})
+
+# --- SAM (v1) ViT image encoder (bicubic to 64*grid = 1024, then normalise; neck output resized bilinearly) ------
+SAM_PREP = _prep("bicubic", 64, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")
+for cfg, size in {"b": "base", "l": "large", "h": "huge"}.items():
+    arch = f"samvit_{size}_patch16"
+    _add(EncoderSpec(f"sam-vit-{cfg}", "sam", 256, SAM_PREP,
+                     (_hf_weight(f"sam-vit-{cfg}.safetensors", f"timm/{arch}.sa1b"),), {"arch": arch, "patch": 64},
+                     note="SAM image encoder neck (256 channels at 64x64), bilinearly resized to the token grid"))
 
 # --- SAM2 Hiera trunk (bicubic to 32*grid, then normalise; last stage at stride 32) ----------------------------
 SAM2_PREP = _prep("bicubic", 32, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from repabench.encoders.base import Encoder, load_checkpoint, seeded_init
+from repabench.encoders.base import Encoder, load_checkpoint, resample_tokens_grid, seeded_init
 from repabench.encoders.preprocessing import Preprocessing
 from repabench.weights import WeightError, verified_path
 
@@ -108,8 +108,7 @@ class TimmViTEncoder(Encoder):
 
         device = next(self.network.parameters()).device if self.network is not None else None
         on_meta = device is not None and device.type == "meta"
-        kwargs = {"pretrained": False, "num_classes": 0, "global_pool": "", "img_size": self.spec.patch * grid,
-                  "dynamic_img_size": False, **self.spec.model_kwargs}
+        kwargs = {**self.create_kwargs(grid), **self.spec.model_kwargs}
         with seeded_init(), (torch.device("meta") if on_meta else contextlib.nullcontext()):
             network = timm.create_model(self.spec.arch, **kwargs)
         if self.weight_file is not None:
@@ -119,6 +118,10 @@ class TimmViTEncoder(Encoder):
         network.eval().requires_grad_(False)
         self.network = network.to(device) if device is not None and not on_meta else network
         self.grid = grid
+
+    def create_kwargs(self, grid: int) -> dict[str, Any]:
+        return {"pretrained": False, "num_classes": 0, "global_pool": "", "img_size": self.spec.patch * grid,
+                "dynamic_img_size": False}
 
     def tokens(self, x: Tensor, grid: int) -> Tensor:
         net = self.network
@@ -137,6 +140,17 @@ class TimmViTEncoder(Encoder):
 
     def describe(self) -> dict:
         return {**super().describe(), "feature_normalizer": self.feature_tx is not None}
+
+
+class SamViTEncoder(TimmViTEncoder):
+    """SAM (v1) image encoder: the neck output [B,256,64,64] at 1024 px, bilinearly resized to the token grid
+    (upstream's HF `SamModel.vision_encoder`; here timm's `samvit_*` with the same weights)."""
+
+    def create_kwargs(self, grid: int) -> dict[str, Any]:
+        return {"pretrained": False, "num_classes": 0, "img_size": self.spec.patch * grid}
+
+    def tokens(self, x: Tensor, grid: int) -> Tensor:
+        return resample_tokens_grid(self.network.forward_features(x), grid, mode="bilinear")
 
 
 class Sam2HieraEncoder(Encoder):
