@@ -297,3 +297,36 @@ def test_sam_tokens_are_the_neck_map_resized_bilinearly():
     m = _bilinear_matrix(8, 2)
     expected = np.einsum("ri,dij,cj->rcd", m, neck, m).reshape(4, 256)
     np.testing.assert_allclose(tokens, expected, atol=1e-4)
+
+
+def test_vgg16_tokens_are_pool4_of_the_torchvision_features(tmp_path):
+    """features[0:24]: 10 conv3x3+ReLU, 4 max-pools, 512 channels at stride 16; loads a torchvision-layout file."""
+    torch.manual_seed(0)
+    reference = torch.nn.Module()
+    channels = [3, 64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+    layers, previous = [], 3
+    for width in channels[1:]:  # torchvision's VGG16 ("D") feature stack written out
+        if width == "M":
+            layers.append(torch.nn.MaxPool2d(2, 2))
+        else:
+            layers += [torch.nn.Conv2d(previous, width, 3, padding=1), torch.nn.ReLU(inplace=True)]
+            previous = width
+    reference.features = torch.nn.Sequential(*layers)
+    state = {f"features.{k}": v for k, v in reference.features.state_dict().items()}
+    state["classifier.6.weight"] = torch.full((10, 4), float("nan"))  # IMAGENET1K_FEATURES: NaN classifier
+    path = tmp_path / "vgg16_features-amdegroot-88682ab5.pth"
+    _save_with_record(state, path, torch_pickle=True)
+    encoder = enc.build_encoder("vgg-cnn-16", tmp_path)
+    assert encoder.pretrained
+    convs = [m for m in encoder.features if isinstance(m, torch.nn.Conv2d)]
+    pools = [m for m in encoder.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(convs) == 10 and len(pools) == 4 and isinstance(encoder.features[-1], torch.nn.MaxPool2d)
+    images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = encoder.preprocess(images, 2)
+    with torch.no_grad():
+        tokens = encoder(images, grid=2)
+        h = x
+        for layer in list(reference.features)[:24]:
+            h = layer(h)
+    assert h.shape == (1, 512, 2, 2)
+    torch.testing.assert_close(tokens, h.flatten(2).transpose(1, 2), atol=1e-5, rtol=1e-5)

