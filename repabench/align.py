@@ -52,9 +52,19 @@ class Method:
 # flow matching
 
 
-def sample_time(batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
-    """t ~ U(0, 1) per sample (upstream `weighting="uniform"`)."""
-    return torch.rand(batch, device=device, generator=generator)
+TIME_WEIGHTINGS = ("uniform", "lognormal")
+
+
+def sample_time(batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+                weighting: str = "uniform") -> torch.Tensor:
+    """Training times per sample: upstream `weighting="uniform"` t ~ U(0, 1), or `"lognormal"`:
+    sigma = exp(n), n ~ N(0, 1), t = sigma / (1 + sigma) (the linear path's form)."""
+    if weighting == "uniform":
+        return torch.rand(batch, device=device, generator=generator)
+    if weighting == "lognormal":
+        sigma = torch.randn(batch, device=device, generator=generator).exp()
+        return sigma / (1 + sigma)
+    raise ValueError(f"time weighting {weighting!r} is not one of {TIME_WEIGHTINGS}")
 
 
 def linear_interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

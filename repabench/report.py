@@ -805,6 +805,7 @@ class Inputs:
     eval_provenance: list[dict[str, Any]]
     input_paths: list[str]
     published_numbers: dict[str, Any] = field(default_factory=dict)  # the authors' files (published source)
+    features: dict[str, str] = field(default_factory=dict)  # encoder -> held-out feature store (spnorm figure)
 
 
 def _fid_lookup(inputs: Inputs, setting: Setting) -> dict[tuple[str, str], pd.Series]:
@@ -905,7 +906,25 @@ def encoder_section(inputs: Inputs, setting: Setting, encoders: Sequence[str], m
     missing_srss = [e for e in encoders if metrics[e]["SRSS"] is None]
     if missing_srss:
         section.notes.append(f"SRSS is undefined for {len(missing_srss)} encoder(s) (no foreground masks).")
+    section.notes.extend(subset_notes(inputs.stats.get("spatial_subsets") or {}, encoders))
     return section
+
+
+def subset_notes(subsets: Mapping[str, Mapping[str, str]], encoders: Sequence[str]) -> list[str]:
+    """One line per distinct image subset: which metric of which encoders it was computed on."""
+    groups: dict[str, list[str]] = {}
+    for encoder in encoders:
+        for metric in SPATIAL:
+            subset = subsets.get(encoder, {}).get(metric)
+            if subset:
+                groups.setdefault(subset, []).append(f"{metric} of {encoder}")
+    notes = []
+    for subset, uses in groups.items():
+        metrics = sorted({use.split(" of ")[0] for use in uses}, key=SPATIAL.index)
+        users = sorted({use.split(" of ")[1] for use in uses}, key=list(encoders).index)
+        who = "all encoders" if len(users) == len(encoders) else ", ".join(users)
+        notes.append(f"Images of {'/'.join(metrics)} ({who}): {subset}.")
+    return notes
 
 
 def method_section(inputs: Inputs, setting: Setting, encoders: Sequence[str], methods: Sequence[str]) -> Section:
@@ -1368,6 +1387,31 @@ def write_figures(directory: Path, sections: Sequence[Section]) -> None:
 # the stage
 
 
+def zscore_alpha(params: Mapping[str, Any]) -> float:
+    """alpha of the first z-score method of the config (upstream LDM default 0.6 when none has one)."""
+    for entry in (params.get("methods") or {}).values():
+        if entry.get("spatial_norm") == "zscore":
+            return float(entry.get("alpha", 0.6))
+    return 0.6
+
+
+def spatialnorm_section(inputs: Inputs, encoders: Sequence[str]) -> Section | None:
+    from repabench.spnorm_viz import cosine_maps, first_image_tokens, spatialnorm_figure
+
+    present = [e for e in encoders if e in inputs.features] or sorted(inputs.features)
+    if not present:
+        return None
+    alpha = zscore_alpha(inputs.params)
+    maps = {e: cosine_maps(first_image_tokens(inputs.features[e]), alpha) for e in present}
+    section = Section("spatialnorm", "What the spatial normalisation does to the targets")
+    section.figures.append(Figure(
+        "spatialnorm", "Token similarity with and without spatial normalisation",
+        "First held-out image: cosine similarity of every patch token to the centre token (red x), on the raw "
+        f"encoder tokens and after iREPA's z-score over tokens (alpha {alpha:g}), as upstream's "
+        "scripts/viz_spatialnorm.py shows it.", spatialnorm_figure(maps, alpha)))
+    return section
+
+
 def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
     from repabench.provenance import code_version
 
@@ -1392,6 +1436,9 @@ def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
         provenance_section(inputs, setting),
         compute_section(inputs),
     ]
+    spatialnorm = spatialnorm_section(inputs, encoders)
+    if spatialnorm is not None:
+        sections.insert(2, spatialnorm)
     if inputs.published_numbers:
         from repabench.report_published_runs import published_runs_section
 
@@ -1426,6 +1473,8 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--out-pdf", required=True)
     parser.add_argument("--figures-dir", required=True, help="directory for the figures as PNG files")
     parser.add_argument("--params", default=None, help="config sections (JSON or file): report, models, encoders, ...")
+    parser.add_argument("--features", nargs="*", default=[],
+                        help="held-out feature stores results/features/{encoder}/heldout (spatial-norm figure)")
     parser.add_argument("--published-numbers", nargs="*", default=[],
                         help="the authors' per-encoder numbers (paper_numbers stage) when checkpoints are imported")
     args = parser.parse_args(argv)
@@ -1453,6 +1502,7 @@ def report_main(argv: list[str]) -> int:
         eval_provenance=eval_provenances(args.curves),
         input_paths=[args.table, args.stats, *args.curves, *args.train_logs, *args.published_numbers],
         published_numbers=read_json(args.published_numbers[0]) if args.published_numbers else {},
+        features={Path(path).parent.name: path for path in args.features},
     )
     log.info("report: %d table rows, %d encoders, %d curve rows, %d training logs, %d benchmark files, %d weights",
              len(table), len(encoders), len(curves), len(inputs.train_logs), len(inputs.benchmarks),

@@ -41,7 +41,7 @@ LABEL_MODES = ("uniform", "balanced")
 PRECISIONS = ("fp32", "bf16")
 SAMPLE_DEFAULTS: dict[str, Any] = {
     "n_samples": 50000, "labels": "uniform", "seed": 0, "shard_size": 1000, "batch_size": 250,
-    "precision": "bf16", "compile": False,
+    "precision": "fp32", "compile": False,  # upstream samples in fp32 (TF32 matmuls); bf16 is a named option
 }
 
 
@@ -109,8 +109,10 @@ class _Evaluator:
         self.precision = precision
 
     def __call__(self, x: torch.Tensor, t: float, y: torch.Tensor,
-                 drift: Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        guided = self.settings.guided(t)
+                 drift: Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor],
+                 guidance_t: float | None = None) -> torch.Tensor:
+        """`guidance_t` (default `t`) is the time that decides whether this call is guided."""
+        guided = self.settings.guided(t if guidance_t is None else guidance_t)
         if guided:
             x = torch.cat([x, x])
             y = torch.cat([y, torch.full_like(y, self.null_class)])
@@ -156,7 +158,10 @@ def euler_maruyama(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settin
 
 def euler_ode(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings: SamplerSettings,
               null_class: int, precision: str = "fp32") -> torch.Tensor:
-    """Euler (or Heun, except on the last step) on the probability-flow ODE dx = v dt."""
+    """Euler (or Heun, except on the last step) on the probability-flow ODE dx = v dt.
+
+    As upstream, the Heun corrector at t_next is guided or not as the predictor at t_cur is (the interval
+    test uses t_cur for both evaluations of a step)."""
     evaluate = _Evaluator(velocity, settings, null_class, precision)
     grid = settings.time_grid().tolist()
     x = x1.to(torch.float64)
@@ -165,7 +170,7 @@ def euler_ode(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings: S
         d = evaluate(x, t_cur, y, _velocity_drift)
         x_next = x + (t_next - t_cur) * d
         if settings.heun and k < settings.steps - 1:
-            d_next = evaluate(x_next, t_next, y, _velocity_drift)
+            d_next = evaluate(x_next, t_next, y, _velocity_drift, guidance_t=t_cur)
             x_next = x + (t_next - t_cur) * (0.5 * d + 0.5 * d_next)
         x = x_next
     return x
@@ -615,6 +620,7 @@ def sample_main(argv: list[str]) -> int:
             "weights": weights,
             "provenance": provenance("sample", params, [args.checkpoint, args.latent_stats, args.autoencoder],
                                      device, seed=generation.seed, precision=generation.precision,
+                                     tf32=device.type == "cuda",
                                      rank0_generated_shards=len(generated), rank0_seconds=round(elapsed, 3)),
         })
         log.info("wrote %s (%d samples)", manifest, generation.n_samples)

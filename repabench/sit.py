@@ -92,20 +92,25 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection; fused SDPA kernel unless disabled."""
+    """Multi-head self-attention with a fused qkv projection; fused SDPA kernel unless disabled.
 
-    def __init__(self, dim: int, num_heads: int, fused: bool = True):
+    qk_norm (upstream's `--qk-norm`, off by default): LayerNorm (affine, eps 1e-5) of q and k over each head."""
+
+    def __init__(self, dim: int, num_heads: int, fused: bool = True, qk_norm: bool = False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.fused = fused
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.q_norm = nn.LayerNorm(dim // num_heads) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(dim // num_heads) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
         if self.fused:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
@@ -128,10 +133,11 @@ class Mlp(nn.Module):
 class SiTBlock(nn.Module):
     """adaLN-Zero block: the conditioning sets shift/scale/gate of the attention and MLP branches."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, fused_attn: bool = True):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, fused_attn: bool = True,
+                 qk_norm: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(dim, num_heads, fused=fused_attn)
+        self.attn = Attention(dim, num_heads, fused=fused_attn, qk_norm=qk_norm)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
@@ -207,8 +213,9 @@ class SiT(nn.Module):
     def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
                  depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
                  num_classes: int = 1000, projectors: list[ProjectorSpec] | None = None, encoder_depth: int = 8,
-                 fused_attn: bool = True):
+                 fused_attn: bool = True, qk_norm: bool = False):
         super().__init__()
+        self.qk_norm = qk_norm
         if input_size % patch_size:
             raise ValueError(f"latent size {input_size} is not divisible by the patch size {patch_size}")
         self.in_channels = in_channels
@@ -227,7 +234,8 @@ class SiT(nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
         pos = torch.from_numpy(sincos_pos_embed_2d(hidden_size, self.grid)).unsqueeze(0)
         self.pos_embed = nn.Parameter(pos, requires_grad=False)
-        self.blocks = nn.ModuleList(SiTBlock(hidden_size, num_heads, mlp_ratio, fused_attn) for _ in range(depth))
+        self.blocks = nn.ModuleList(SiTBlock(hidden_size, num_heads, mlp_ratio, fused_attn, qk_norm)
+                                    for _ in range(depth))
         self.projectors = nn.ModuleList(build_projector(hidden_size, spec) for spec in self.projector_specs)
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self._init_weights()
@@ -272,18 +280,22 @@ class SiT(nn.Module):
 
 def build_sit(name: str, input_size: int, in_channels: int = 4, num_classes: int = 1000,
               projectors: list[ProjectorSpec] | None = None, encoder_depth: int = 8,
-              class_dropout_prob: float = 0.1, fused_attn: bool = True) -> SiT:
+              class_dropout_prob: float = 0.1, fused_attn: bool = True, qk_norm: bool = False) -> SiT:
     if name not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_CONFIGS)}")
     cfg = {k: v for k, v in MODEL_CONFIGS[name].items() if k != "upstream"}
     return SiT(input_size=input_size, in_channels=in_channels, num_classes=num_classes, projectors=projectors,
-               encoder_depth=encoder_depth, class_dropout_prob=class_dropout_prob, fused_attn=fused_attn, **cfg)
+               encoder_depth=encoder_depth, class_dropout_prob=class_dropout_prob, fused_attn=fused_attn,
+               qk_norm=qk_norm, **cfg)
 
 
 def generator_kwargs(model: SiT, class_dropout_prob: float) -> dict[str, Any]:
     """What build_sit needs (besides the name) to rebuild the generator without projectors."""
-    return {"input_size": model.grid * model.patch_size, "in_channels": model.in_channels,
-            "num_classes": model.num_classes, "class_dropout_prob": class_dropout_prob}
+    kwargs = {"input_size": model.grid * model.patch_size, "in_channels": model.in_channels,
+              "num_classes": model.num_classes, "class_dropout_prob": class_dropout_prob}
+    if model.qk_norm:  # only when on, so checkpoints from before the option read the same
+        kwargs["qk_norm"] = True
+    return kwargs
 
 
 def generator_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -180,6 +180,16 @@ def token_masks_from_pixels(masks: np.ndarray | torch.Tensor, side: int) -> np.n
     return out
 
 
+def metric_subsets(masked: bool, n_kept: int, n_total: int, min_fraction: float) -> dict[str, str]:
+    """Which images each metric's mean is over, in words (upstream: the mask-filtered subset for all four)."""
+    if masked:
+        subset = (f"mask-filtered: {n_kept} of {n_total} images with >= {100 * min_fraction:.0f}% foreground and "
+                  "background patches (as upstream)")
+        return {name: subset for name in METRICS}
+    everything = f"all {n_total} images (no masks; upstream uses its mask-filtered subset)"
+    return {**{name: everything for name in METRICS}, "SRSS": "none (no masks)"}
+
+
 def mask_filter(token_masks: np.ndarray, min_fraction: float) -> np.ndarray:
     """Indices of images with >= min_fraction of foreground AND of background patches (64/256 upstream)."""
     t = token_masks.shape[1]
@@ -287,6 +297,7 @@ def spatial_metrics_main(argv: list[str]) -> int:
         result[name] = {"mean": summary[name]["mean"], "ci95": summary[name]["ci95"]}
     if token_masks is None:
         result["SRSS"]["reason"] = "the feature store has no masks"
+    result["subsets"] = metric_subsets(token_masks is not None, int(kept.size), int(n_total), cfg.min_fraction)
     result["provenance"] = provenance(
         "spatial_metrics", params, [args.features], device,
         config={**cfg.__dict__, "bootstrap": n_boot}, seed=seed,

@@ -206,6 +206,23 @@ def load_predictors(spatial_paths: Sequence[str], probe_paths: Sequence[str]) ->
     return table
 
 
+def load_subsets(spatial_paths: Sequence[str]) -> dict[str, dict[str, str]]:
+    """{encoder: {metric: the images its mean is over}} as the spatial_metrics stage recorded it."""
+    from repabench.atomic import read_json
+
+    out: dict[str, dict[str, str]] = {}
+    for path in spatial_paths:
+        data = read_json(path)
+        subsets = data.get("subsets")
+        if subsets is None:  # written before subsets were recorded
+            n = data.get("n_images")
+            subsets = {name: (f"{'mask-filtered' if data.get('masked') else 'all'} images ({n})" if n else
+                              "not recorded") for name in SPATIAL}
+        out[str(data.get("encoder") or Path(path).stem)] = {name: str(subsets.get(name, "not recorded"))
+                                                              for name in SPATIAL}
+    return out
+
+
 def _order(items, preferred: Sequence[str] | None) -> list:
     preferred = list(preferred or [])
     return [p for p in preferred if p in items] + sorted(i for i in items if i not in preferred)
@@ -339,6 +356,7 @@ def correlate_main(argv: list[str]) -> int:
         "by_setting": by_setting,
         **floors,
         "methods_vs_baseline": method_changes(fids, encoders, method),
+        "spatial_subsets": load_subsets(args.spatial),
         "notes": {
             "ci95_fisher": "tanh(atanh(r) +- 1.96/sqrt(n-3))",
             "ci95_bootstrap": f"percentile interval of r over {n_boot} resamples of encoders (seed {seed})",

@@ -67,10 +67,12 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
-    mixed_precision: str = "bf16"
+    mixed_precision: str = "fp16"  # upstream: fp16 autocast + GradScaler; bf16 is the faster named option
     tf32: bool = True
     compile: bool = True
     class_dropout: float = 0.1
+    weighting: str = "uniform"  # training-time distribution: upstream's uniform (used) or lognormal
+    qk_norm: bool = False  # upstream's --qk-norm (off in every upstream config)
     cache_targets: bool = False
     num_workers: int = 8
     gpus: int = 1
@@ -89,6 +91,8 @@ class TrainConfig:
         cfg = cls(**values)
         if cfg.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"train.mixed_precision {cfg.mixed_precision!r} must be no, fp16 or bf16")
+        if cfg.weighting not in ("uniform", "lognormal"):
+            raise ValueError(f"train.weighting {cfg.weighting!r} must be uniform or lognormal")
         late = [s for s in cfg.checkpoint_steps if s > cfg.steps]
         if late:
             raise ValueError(f"train.checkpoint_steps {late} exceed train.steps {cfg.steps}; lower them or raise steps")
@@ -97,7 +101,11 @@ class TrainConfig:
         return cfg
 
     def trajectory(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
+        for key, default in (("weighting", "uniform"), ("qk_norm", False)):
+            if out[key] == default:  # defaults leave the hashes of runs from before these options as they were
+                del out[key]
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -195,6 +203,18 @@ def build_target_encoder(name: str, weights_dir: str | os.PathLike) -> torch.nn.
     from repabench.encoders import build_encoder
 
     return build_encoder(name, weights_dir)
+
+
+def training_precision(requested: str, device: torch.device) -> str:
+    """The accelerate mixed precision of the model forward and of the encoder targets (the same autocast).
+
+    fp16 (upstream) comes with accelerate's GradScaler; on CPU every choice runs in fp32 ("no")."""
+    if requested not in ("no", "fp16", "bf16"):
+        raise ValueError(f"train.mixed_precision {requested!r} must be no, fp16 or bf16")
+    if device.type == "cpu" and requested != "no":
+        log.warning("mixed precision %s is not used on CPU; training in fp32", requested)
+        return "no"
+    return requested
 
 
 class Targets:
@@ -373,10 +393,7 @@ class Trainer:
         self.spec = spec
         cfg = spec.train
         device = resolve_device(spec.device)
-        precision = cfg.mixed_precision
-        if device.type == "cpu" and precision != "no":
-            log.warning("mixed precision %s is not used on CPU; training in fp32", precision)
-            precision = "no"
+        precision = training_precision(cfg.mixed_precision, device)
         self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
         self.device = self.accelerator.device
         self.precision = precision
@@ -422,7 +439,7 @@ class Trainer:
         projectors = spec.method.projector_specs(z_dims) if aligned else None
         self.net = build_sit(spec.model, self.latent_size, in_channels=channels, num_classes=self.num_classes,
                              projectors=projectors, encoder_depth=spec.method.encoder_depth,
-                             class_dropout_prob=cfg.class_dropout).to(self.device)
+                             class_dropout_prob=cfg.class_dropout, qk_norm=cfg.qk_norm).to(self.device)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr,
                                            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
@@ -528,6 +545,9 @@ class Trainer:
         spec = self.spec
         return provenance("train", self.run_params, [spec.images, spec.latents, spec.latent_stats], self.device,
                           params_hash_state=self.hash, seed=spec.seed, precision=self.precision,
+                          precision_requested=spec.train.mixed_precision, targets_precision=self.precision,
+                          grad_scaler=self.accelerator.scaler is not None,
+                          tf32=bool(spec.train.tf32 and self.device.type == "cuda"),
                           world_size=self.world, compile=bool(spec.train.compile and self.device.type == "cuda"),
                           encoders=list(spec.encoders))
 
@@ -539,7 +559,7 @@ class Trainer:
         labels = batch["label"].to(self.device, non_blocking=True)
         mean, std = moments.chunk(2, dim=1)
         x0 = (mean + std * torch.randn_like(mean) - self.bias) * self.scale
-        t = sample_time(x0.shape[0], device=self.device)
+        t = sample_time(x0.shape[0], device=self.device, weighting=cfg.weighting)
         x_t, v_target = linear_interpolant(x0, torch.randn_like(x0), t)
         targets = self.targets(batch) if self.targets is not None else None
         self.model.train()

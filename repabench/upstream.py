@@ -128,8 +128,6 @@ def check_run(args: Mapping[str, Any], path: Path, *, model: str, encoder: str,
     if encoders != encoder.split(","):
         raise UpstreamError(f"{path} was trained with encoder {','.join(encoders) or '(none)'!r} (args.enc_type), "
                             f"but it is imported for encoder {encoder!r}: wrong file in published.checkpoints")
-    if args.get("qk_norm"):
-        raise UpstreamError(f"{path} uses qk_norm, which our SiT does not implement")
     if method:
         projector = args.get("projection_layer_type", "mlp")
         spnorm = UPSTREAM_SPNORM.get(str(args.get("spnorm_method", "none")), str(args.get("spnorm_method")))
@@ -159,7 +157,7 @@ def import_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model: 
     resolution = int(args.get("resolution", 256))
     class_dropout = float(args.get("cfg_prob", 0.1))
     net = build_sit(model, input_size=resolution // 8, in_channels=4, num_classes=int(args.get("num_classes", 1000)),
-                    class_dropout_prob=class_dropout)
+                    class_dropout_prob=class_dropout, qk_norm=bool(args.get("qk_norm", False)))
     result = net.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise UpstreamError(f"{src}: the ema weights do not fit {model} (missing {result.missing_keys[:5]}, "

@@ -91,3 +91,24 @@ def test_method_from_config():
         Method.from_config({"projector": "mlp", "gamma": 1})
     with pytest.raises(ValueError, match="spatial_norm"):
         Method.from_config({"projector": "mlp", "spatial_norm": "whiten"})
+
+
+def test_lognormal_time_weighting_is_sigma_over_one_plus_sigma():
+    """Upstream's lognormal option on the linear path: sigma = exp(n), n ~ N(0,1), t = sigma / (1 + sigma)."""
+    t = sample_time(20000, generator=torch.Generator().manual_seed(0), weighting="lognormal")
+    n = torch.randn(20000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(t, torch.exp(n) / (1 + torch.exp(n)))
+    assert 0 < t.min() and t.max() < 1 and abs(t.median().item() - 0.5) < 0.01
+    assert abs((t < 0.2689).float().mean().item() - 0.1587) < 0.01  # sigmoid(-1) at the 15.87% quantile of N(0,1)
+    with pytest.raises(ValueError, match="lognormal"):
+        sample_time(4, weighting="logit")
+
+
+def test_train_config_weighting_option_and_trajectory():
+    from repabench.train import TrainConfig
+
+    assert not {"weighting", "qk_norm"} & set(TrainConfig().trajectory())  # defaults: earlier run hashes unchanged
+    assert TrainConfig.from_config({"qk_norm": True}).trajectory()["qk_norm"] is True
+    assert TrainConfig.from_config({"weighting": "lognormal"}).trajectory()["weighting"] == "lognormal"
+    with pytest.raises(ValueError, match="weighting"):
+        TrainConfig.from_config({"weighting": "cosine"})

@@ -75,6 +75,26 @@ def test_paper_preset_is_the_study():
     assert ablation["run_methods"] == ["repa", "conv_only", "spnorm_only", "irepa"]
 
 
+def test_ablation_coefficient_of_the_partial_methods_is_a_written_assumption():
+    """conv only / spatial norm only: 1.0 (an assumption upstream cannot express), 0.5 one uncommented line away."""
+    text = (REPO / "config/ablation.yaml").read_text()
+    ablation = yaml.safe_load(text)
+    assert {name: ablation["methods"][name]["coeff"] for name in ("repa", "conv_only", "spnorm_only", "irepa")} == {
+        "repa": 0.5, "conv_only": 1.0, "spnorm_only": 1.0, "irepa": 1.0}
+    assert "ASSUMPTION" in text
+    lines = text.splitlines()
+    for method in ("conv_only", "spnorm_only"):
+        start = lines.index(f"  {method}:")
+        block = lines[start + 1:start + 9]
+        i = next(k for k, line in enumerate(block) if line.strip().startswith("coeff: 1.0"))
+        assert "assumption" in block[i]
+        alternative = yaml.safe_load(block[i + 1].replace("# ", "", 1).split("#")[0])
+        assert alternative == {"coeff": 0.5}
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Choices where upstream is ambiguous"):]
+    assert "conv only" in section and "coeff: 0.5" in section
+
+
 def test_lint():
     result = snakemake("--lint", "--configfile", ".test/config/config.yaml")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

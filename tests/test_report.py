@@ -249,3 +249,17 @@ def test_missing_table_is_a_clear_error(tmp_path):
         report_main(["--table", str(tmp_path / "nope.csv"), "--stats", str(tmp_path / "stats.json"),
                      "--out-html", str(tmp_path / "r.html"), "--out-pdf", str(tmp_path / "r.pdf"),
                      "--figures-dir", str(tmp_path / "f")])
+
+
+def test_report_says_which_images_each_spatial_metric_used():
+    from repabench.report import subset_notes
+
+    unmasked = {m: "all 8 images (no masks; upstream uses its mask-filtered subset)" for m in ("LDS", "CDS", "RMSC")}
+    subsets = {"a": {**unmasked, "SRSS": "none (no masks)"}, "b": {**unmasked, "SRSS": "none (no masks)"},
+               "c": {m: "mask-filtered: 5 of 8 images" for m in ("LDS", "CDS", "SRSS", "RMSC")}}
+    notes = subset_notes(subsets, ["a", "b", "c"])
+    assert notes == ["Images of LDS/CDS/RMSC (a, b): all 8 images (no masks; upstream uses its mask-filtered subset).",
+                     "Images of SRSS (a, b): none (no masks).",
+                     "Images of LDS/CDS/SRSS/RMSC (c): mask-filtered: 5 of 8 images."]
+    assert subset_notes({"a": subsets["c"]}, ["a"]) == [
+        "Images of LDS/CDS/SRSS/RMSC (all encoders): mask-filtered: 5 of 8 images."]

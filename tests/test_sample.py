@@ -35,8 +35,8 @@ def oracle_sde(v_fn, x, y, steps, noises, cfg=1.0, lo=0.0, hi=1.0, null=10):
 def oracle_ode(v_fn, x, y, steps, heun=False, cfg=1.0, lo=0.0, hi=1.0, null=10):
     grid = np.linspace(1.0, 0.0, steps + 1)
 
-    def vel(x, t):
-        if cfg > 1 and lo <= t <= hi:
+    def vel(x, t, guide_t=None):
+        if cfg > 1 and lo <= (t if guide_t is None else guide_t) <= hi:
             u = v_fn(x, t, np.full_like(y, null))
             return u + cfg * (v_fn(x, t, y) - u)
         return v_fn(x, t, y)
@@ -46,7 +46,7 @@ def oracle_ode(v_fn, x, y, steps, heun=False, cfg=1.0, lo=0.0, hi=1.0, null=10):
         d = vel(x, t)
         xn = x + (tn - t) * d
         if heun and k < steps - 1:
-            xn = x + (tn - t) * 0.5 * (d + vel(xn, tn))
+            xn = x + (tn - t) * 0.5 * (d + vel(xn, tn, guide_t=t))  # guidance decided at t_cur
         x = xn
     return x
 
@@ -150,6 +150,34 @@ def test_cfg_interval_doubles_batch_with_null_labels():
     assert sizes == [(3, 1.0), (6, 0.75), (6, 0.5), (3, 0.25)]
     guided_labels = rec.calls[1][2]
     assert guided_labels.tolist() == [1, 4, 7, 10, 10, 10]
+
+
+def test_heun_corrector_guidance_is_decided_at_t_cur_like_upstream():
+    """Two steps (grid 1, 0.5, 0), CFG 3 on [0, 0.7], v = t x + b(y) with b = 2 (label) or 0 (null), x(1) = 1.
+    By hand: step 1 at t = 1 is unguided: d = 1 + 2 = 3, Euler proposal 1 - 0.5 * 3 = -0.5; the corrector at
+    t = 0.5 is unguided too (t_cur = 1 is outside the interval): d' = 0.5 * -0.5 + 2 = 1.75, so
+    x(0.5) = 1 - 0.5 * (3 + 1.75) / 2 = -0.1875.  Step 2 at t = 0.5 is guided and plain Euler (last step):
+    d = 0.5 * -0.1875 + 0 + 3 * (2 - 0) = 5.90625, x(0) = -0.1875 - 0.5 * 5.90625 = -3.140625.
+    (Guiding the corrector by t_next = 0.5 would give d' = 5.75, x(0.5) = -1.1875, x(0) = -4.140625.)"""
+    calls = []
+
+    def velocity(x, t, y):
+        calls.append((x.shape[0], float(t[0])))
+        return t.view(-1, 1, 1, 1) * x + 2.0 * (y != 10).to(x.dtype).view(-1, 1, 1, 1)
+
+    settings = S.SamplerSettings("ode", 2, heun=True, cfg_scale=3.0, guidance_low=0.0, guidance_high=0.7)
+    out = S.run_sampler(velocity, torch.ones(1, 1, 1, 1, dtype=torch.float64), torch.tensor([1]), settings,
+                        None, null_class=10)
+    assert out.item() == pytest.approx(-3.140625, abs=1e-12)
+    assert calls == [(1, 1.0), (1, 0.5), (2, 0.5)]
+
+
+def test_heun_with_cfg_interval_matches_oracle():
+    x, y = _inputs()
+    settings = S.SamplerSettings("ode", 6, heun=True, cfg_scale=2.0, guidance_low=0.2, guidance_high=0.7)
+    out = S.run_sampler(Recorder(), x, y, settings, None, null_class=10)
+    expected = oracle_ode(toy_v_numpy, x.numpy(), y.numpy(), 6, heun=True, cfg=2.0, lo=0.2, hi=0.7)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_cfg_on_sde_drift_matches_oracle():

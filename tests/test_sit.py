@@ -161,3 +161,38 @@ def test_load_generator_round_trip(tmp_path):
     x, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 3])
     model.eval()
     torch.testing.assert_close(gen(x, t, y), model(x, t, y)[0])
+
+
+def test_qk_norm_attention_against_hand_formula_and_checkpoint_round_trip(tmp_path):
+    """Upstream --qk-norm: q, k of every head pass a LayerNorm (affine, eps 1e-5) over head_dim before attention."""
+    torch.manual_seed(0)
+    model = build_sit("SiT-T/2", 8, num_classes=3, qk_norm=True)
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    attn = model.blocks[0].attn
+    x = torch.randn(2, 16, 64)
+    b, n, c = x.shape
+    h = attn.num_heads
+    q, k, v = (x @ attn.qkv.weight.T + attn.qkv.bias).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+
+    def layer_norm(z, norm):
+        mu = z.mean(-1, keepdim=True)
+        var = ((z - mu) ** 2).mean(-1, keepdim=True)
+        return (z - mu) / torch.sqrt(var + 1e-5) * norm.weight + norm.bias
+
+    q, k = layer_norm(q, attn.q_norm), layer_norm(k, attn.k_norm)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(c // h), dim=-1)
+    expected = (weights @ v).transpose(1, 2).reshape(b, n, c) @ attn.proj.weight.T + attn.proj.bias
+    torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-5)
+    assert "blocks.0.attn.q_norm.weight" in model.state_dict()  # timm Attention's names, as upstream's checkpoints
+    assert "blocks.0.attn.q_norm.weight" not in build_sit("SiT-T/2", 8, num_classes=3).state_dict()
+
+    from repabench.sit import generator_kwargs, generator_state_dict
+    assert "qk_norm" not in generator_kwargs(build_sit("SiT-T/2", 8, num_classes=3), 0.1)
+    path = tmp_path / "0000010.pt"
+    torch.save({"ema": generator_state_dict(model.state_dict()), "model": {"name": "SiT-T/2",
+                "kwargs": generator_kwargs(model, 0.1)}, "step": 10}, path)
+    gen, _ = load_generator(path)
+    model.eval()
+    xs, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 3])
+    torch.testing.assert_close(gen(xs, t, y), model(xs, t, y))

@@ -208,6 +208,8 @@ def test_stage_filters_features_and_masks_together(tmp_path):
         assert saved["SRSS"][j] == pytest.approx(want["SRSS"], abs=2e-5)
         assert saved["LDS"][j] == pytest.approx(want["LDS"], abs=2e-5)
     assert result["n_images"] == kept.size and result["n_total"] == n
+    assert all(result["subsets"][m].startswith(f"mask-filtered: {kept.size} of {n} images")
+               for m in ("LDS", "CDS", "SRSS", "RMSC"))
     assert result["SRSS"]["mean"] == pytest.approx(np.nanmean(saved["SRSS"]), abs=1e-9)
     lo, hi = result["LDS"]["ci95"]
     assert lo <= result["LDS"]["mean"] <= hi
@@ -223,3 +225,6 @@ def test_stage_without_masks_reports_null_srss(tmp_path):
     result = json.loads(out.read_text())
     assert result["SRSS"]["mean"] is None and "reason" in result["SRSS"] and result["n_kept_srss"] == 0
     assert result["LDS"]["mean"] is not None
+    assert result["subsets"]["SRSS"] == "none (no masks)"
+    assert result["subsets"]["LDS"] == result["subsets"]["RMSC"] == (
+        "all 4 images (no masks; upstream uses its mask-filtered subset)")

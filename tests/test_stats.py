@@ -135,6 +135,8 @@ def test_correlate_stage_end_to_end(tmp_path):
                            "--out-json", str(out), "--params", json.dumps(params)]) == 0
     result = json.loads(out.read_text())
     assert result["setting"] == {"model": "sit-t-2", "method": "repa", "step": 400, "sampler": "sde50"}
+    assert set(result["spatial_subsets"]) == set(encoders)  # these spatial files predate recorded subsets
+    assert result["spatial_subsets"][encoders[0]] == {m: "not recorded" for m in ("LDS", "CDS", "SRSS", "RMSC")}
 
     rows = list(csv.DictReader(table.open()))
     assert [r["encoder"] for r in rows] == encoders

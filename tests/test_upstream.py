@@ -309,3 +309,20 @@ def test_offline_fetch_names_the_file_and_the_hf_command(tmp_path, monkeypatch):
         fetch_published(path, tmp_path, revision="abc123")
     message = str(err.value)
     assert path in message and f"hf download REPA-E/iREPA-collections {path} --revision abc123 --local-dir" in message
+
+
+def test_checkpoint_trained_with_qk_norm_imports_with_its_q_k_norms(tmp_path):
+    """--qk-norm checkpoints carry blocks.*.attn.{q,k}_norm.{weight,bias} (timm Attention); they load strictly."""
+    torch.manual_seed(0)
+    net = build_sit(bundle.MODEL, input_size=bundle.RESOLUTION // 8, num_classes=bundle.NUM_CLASSES, qk_norm=True)
+    state = {k: v + 0.05 * torch.randn(v.shape) if k != "pos_embed" else v for k, v in net.state_dict().items()}
+    src = tmp_path / "exps" / "run" / "checkpoints" / "0000004.pt"
+    bundle.save_upstream_checkpoint(src, bundle.to_upstream_keys(state, z_dim=8),
+                                    bundle.upstream_args("dinov2-vit-b", qk_norm=True), steps=4)
+    import_checkpoint(src, tmp_path / "ckpt.pt", model="SiT-T/2", encoder="dinov2-vit-b", method_name="repa",
+                      latent_stats=STATS, method=REPA, step=4)
+    model, meta = load_generator(tmp_path / "ckpt.pt")
+    assert meta["model"]["kwargs"]["qk_norm"] is True
+    loaded = model.state_dict()
+    assert torch.equal(loaded["blocks.1.attn.k_norm.bias"], state["blocks.1.attn.k_norm.bias"])
+    assert sorted(loaded) == sorted(state)

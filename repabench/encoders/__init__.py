@@ -95,6 +95,21 @@ def build_encoder(name: str, weights_dir: str | Path | None = None, device: Any 
     return encoder if device.type == "meta" else encoder.to(device)
 
 
+def timm_spec_of(spec: EncoderSpec):
+    """The `TimmSpec` (architecture, final norm, checkpoint handling) of a timm-family registry entry."""
+    from repabench.encoders.timm_models import TimmSpec
+
+    options = spec.options
+    return TimmSpec(arch=options["arch"], patch=options["patch"], preprocessing=spec.preprocessing,
+                    final_norm=options.get("final_norm", True),
+                    model_kwargs=dict(options.get("model_kwargs", {})),
+                    filter_kwargs=dict(options.get("filter_kwargs", {})),
+                    strip_prefix=options.get("strip_prefix", ""),
+                    key_renames=tuple(tuple(pair) for pair in options.get("key_renames", ())),
+                    cls_mix_alpha=options.get("cls_mix_alpha"),
+                    feature_normalizer=options.get("feature_normalizer", False))
+
+
 def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int) -> "Encoder":
     base, variant = encoder_variant(name)
     if variant is not None:
@@ -103,17 +118,14 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         return VariantEncoder(name, _construct(base, spec, files, grid), variant)
     weight = files[0] if files else None
     options = spec.options
-    if spec.family in ("timm", "sam2"):
-        from repabench.encoders.timm_models import Sam2HieraEncoder, TimmSpec, TimmViTEncoder
+    if spec.family in ("timm", "sam2", "sam"):
+        from repabench.encoders.timm_models import Sam2HieraEncoder, SamViTEncoder, TimmViTEncoder
 
-        timm_spec = TimmSpec(arch=options["arch"], patch=options["patch"], preprocessing=spec.preprocessing,
-                             final_norm=options.get("final_norm", True),
-                             model_kwargs=dict(options.get("model_kwargs", {})),
-                             filter_kwargs=dict(options.get("filter_kwargs", {})),
-                             strip_prefix=options.get("strip_prefix", ""),
-                             cls_mix_alpha=options.get("cls_mix_alpha"))
+        timm_spec = timm_spec_of(spec)
         if spec.family == "sam2":
             return Sam2HieraEncoder(name, spec.embed_dim, timm_spec, weight)
+        if spec.family == "sam":
+            return SamViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)
         return TimmViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)
     if spec.family == "webssl":
         from repabench.encoders.webssl import WebSSLEncoder
@@ -123,6 +135,10 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         from repabench.encoders.cnn import EfficientNetLiteEncoder
 
         return EfficientNetLiteEncoder(name, spec.embed_dim, spec.preprocessing, options["variant"], weight)
+    if spec.family == "vgg":
+        from repabench.encoders.cnn import VGG16Encoder
+
+        return VGG16Encoder(name, spec.embed_dim, spec.preprocessing, weight)
     if spec.family == "inception":
         from repabench.encoders.cnn import InceptionEncoder
 
@@ -131,6 +147,10 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         from repabench.encoders.classical import HOGEncoder
 
         return HOGEncoder(name, spec.embed_dim, spec.preprocessing)
+    if spec.family == "hog_dense":
+        from repabench.encoders.classical import HOGDenseEncoder
+
+        return HOGDenseEncoder(name, spec.embed_dim, spec.preprocessing)
     if spec.family == "pixels":
         from repabench.encoders.classical import PixelEncoder
 

@@ -31,7 +31,7 @@ VARIANTS = {
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # timm | sam2 | webssl | effnet | inception | hog | pixels
+    family: str  # timm | sam | sam2 | webssl | vgg | effnet | inception | hog | hog_dense | pixels
     embed_dim: int
     preprocessing: Preprocessing
     weights: tuple[str, ...] = ()
@@ -107,8 +107,9 @@ for cfg, (size, dim) in {"s": ("small", 384), "b": ("base", 768)}.items():
     _timm(f"dino-vit-{cfg}", f"vit_{size}_patch16_224", dim, 16, DINO_PREP, weight, study=cfg == "b")
 
 # --- CLIP ViT-L/14 (bicubic to 224, then CLIP normalisation; tokens after the blocks, no ln_post) -------------
+# OpenAI CLIP's MLPs use QuickGELU (x * sigmoid(1.702 x)); timm's `_quickgelu_` variant runs the same weights so.
 CLIP_PREP = _prep("bicubic", 14, CLIP_MEAN, CLIP_STD, "resize_then_norm")
-_timm("clip-vit-L", "vit_large_patch14_clip_224", 1024, 14, CLIP_PREP,
+_timm("clip-vit-L", "vit_large_patch14_clip_quickgelu_224", 1024, 14, CLIP_PREP,
       _hf_weight("clip-vit-L.safetensors", "timm/vit_large_patch14_clip_224.openai"), final_norm=False, study=True)
 
 # --- MoCo v3 (ViT at 256 px, normalise, no resize at 256; final norm, CLS dropped) -----------------------------
@@ -121,11 +122,14 @@ MOCO_URLS = {
          "&confirm=t",
 }
 MOCO = {"s": ("small", 384, {"num_heads": 12}), "b": ("base", 768, {}), "l": ("large", 1024, {})}
+# RCG's ViT-L checkpoint misnames four tensors; upstream (REPA utils.fix_mocov3_state_dict) renames them so
+MOCO_KEY_RENAMES = (("blocks.13.norm13", "blocks.13.norm1"), ("blocks.13.mlp.fc13", "blocks.13.mlp.fc1"),
+                    ("blocks.14.norm14", "blocks.14.norm2"), ("blocks.14.mlp.fc14", "blocks.14.mlp.fc2"))
 for cfg, (size, dim, kwargs) in MOCO.items():
     weight = _url_weight(f"mocov3-vit-{cfg}.pth.tar", MOCO_URLS[cfg],
                          note="MoCo v3 checkpoint (state_dict, module.base_encoder.*); ViT-L from the RCG repository")
     _timm(f"mocov3-vit-{cfg}", f"vit_{size}_patch16_224", dim, 16, MOCO_PREP, weight, study=cfg in {"b", "l"},
-          strip_prefix="module.base_encoder.", model_kwargs=kwargs)
+          strip_prefix="module.base_encoder.", key_renames=MOCO_KEY_RENAMES, model_kwargs=kwargs)
 
 # --- MAE ViT-L/16 (at 256 px; last block output WITHOUT the final norm) ----------------------------------------
 _timm("mae-vit-l", "vit_large_patch16_224", 1024, 16, MOCO_PREP,
@@ -162,6 +166,14 @@ for name, (arch, dim, patch) in PE.items():
           study=name in PE_STUDY, model_kwargs={"ref_feat_shape": None},
           filter_kwargs={"interpolation": "bilinear", "antialias": False})
 
+# upstream's `norm` suffix of the PE-Core strings applies ln_post to the returned tokens
+for cfg in ("t", "s", "b", "l", "g"):
+    arch, dim, patch = PE[f"pe-vit-{cfg}"]
+    _timm(f"pe-vit-{cfg}norm", arch, dim, patch, PE_PREP if patch == 16 else PE_PREP14, f"pe-vit-{cfg}.safetensors",
+          final_norm=True, model_kwargs={"ref_feat_shape": None},
+          filter_kwargs={"interpolation": "bilinear", "antialias": False},
+          note="PE-Core with ln_post applied (upstream's `norm` variant)")
+
 # --- C-RADIOv3 (bilinear to 256, RADIO's own input normalisation (CLIP constants); spatial features) -----------
 RADIO_PREP = _prep("bilinear", 16, CLIP_MEAN, CLIP_STD, "resize_then_norm")
 RADIO = {"b": ("base", 768, "B", True), "l": ("large", 1024, "L", False), "h": ("huge", 1280, "H", True),
@@ -171,7 +183,7 @@ for cfg, (size, dim, hub, align_corners) in RADIO.items():
                         note="NVIDIA Open Model License; original RADIO layout, converted by timm on load")
     # RADIO resamples its 128x128 position grid bilinearly; align_corners as in each checkpoint's hub code.
     _timm(f"cradio-vit-{cfg}", f"vit_{size}_patch16_radio_v3", dim, 16, RADIO_PREP, weight, final_norm=False,
-          study=cfg in {"b", "l"},
+          study=cfg in {"b", "l"}, feature_normalizer=True,
           filter_kwargs={"interpolation": "bilinear", "antialias": False, "align_corners": align_corners})
 
 # --- SigLIP / SigLIP2 (normalise with ImageNet constants (not SigLIP's), bicubic; post-LN last_hidden_state) ---
@@ -186,7 +198,18 @@ SIGLIP = {
 }
 for name, (arch, tag, dim, patch) in SIGLIP.items():
     prep = _prep("bicubic", patch, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize")
-    _timm(name, arch, dim, patch, prep, _hf_weight(f"{name}.safetensors", f"timm/{arch}.{tag}"))
+    # HF SigLIP (upstream's loader) runs its MLPs with gelu_pytorch_tanh, as big_vision trains them; several timm
+    # SigLIP definitions default to the exact GELU, so the activation is set here for all of them.
+    _timm(name, arch, dim, patch, prep, _hf_weight(f"{name}.safetensors", f"timm/{arch}.{tag}"),
+          model_kwargs={"act_layer": "gelu_tanh"})
+
+# --- SAM (v1) ViT image encoder (bicubic to 64*grid = 1024, then normalise; neck output resized bilinearly) ------
+SAM_PREP = _prep("bicubic", 64, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")
+for cfg, size in {"b": "base", "l": "large", "h": "huge"}.items():
+    arch = f"samvit_{size}_patch16"
+    _add(EncoderSpec(f"sam-vit-{cfg}", "sam", 256, SAM_PREP,
+                     (_hf_weight(f"sam-vit-{cfg}.safetensors", f"timm/{arch}.sa1b"),), {"arch": arch, "patch": 64},
+                     note="SAM image encoder neck (256 channels at 64x64), bilinearly resized to the token grid"))
 
 # --- SAM2 Hiera trunk (bicubic to 32*grid, then normalise; last stage at stride 32) ----------------------------
 SAM2_PREP = _prep("bicubic", 32, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")
@@ -230,6 +253,12 @@ for variant, (filename, sha, dim) in EFFNET_FILES.items():
     _add(EncoderSpec(f"effnetlite-cnn-{variant}", "effnet", dim, EFFNET_PREP, (weight,), {"variant": variant},
                      note="stride-16 map of timm tf_efficientnet_" + variant))
 
+_add(EncoderSpec("vgg-cnn-16", "vgg", 512, _prep("bilinear", 16, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm"),
+                 (_url_weight("vgg16_features-amdegroot-88682ab5.pth",
+                              "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
+                              note="torchvision VGG16_Weights.IMAGENET1K_FEATURES"),),
+                 note="upstream's vgg-* baseline: VGG16 features[0:24] (through pool4), stride 16"))
+
 INCEPTION_PREP = Preprocessing(mode="bilinear", antialias=False, size_per_token=0, mean=(128.0,) * 3, std=(128.0,) * 3,
                     order="resize_then_norm", scale=1.0)
 _add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP, ("inception-2015-12-05-fid-helper.pt",),
@@ -237,6 +266,10 @@ _add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP, ("incep
 _add(EncoderSpec("hog-classic-cells", "hog", 128,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
                     order="resize_then_norm", scale=1.0)))
+_add(EncoderSpec("hog-upstream-g16_d128", "hog_dense", 128,
+                 Preprocessing(mode="bilinear", antialias=False, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
+                    order="resize_then_norm", scale=1.0),
+                 note="upstream's hog-* baseline: 2-px cells on grey, dense map bilinearly resized to the grid"))
 _add(EncoderSpec("pixels-classic-raw", "pixels", 768,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=HALF, std=HALF,
                     order="resize_then_norm")))

@@ -3,6 +3,8 @@
 * `hog-classic-cells`: scikit-image HOG (as upstream's `hog-*` baselines) on the image resized to 16 px per token:
   4x4-pixel cells, 8 orientations, blocks of 4x4 cells normalised with L2-Hys; the block that covers exactly one
   16x16 token is its descriptor (128-d), L2-normalised.
+* `hog-upstream-g16_d128`: upstream's HOG baseline: 2-px cells on grey, blocks of 4x4 cells (L2-Hys), each dense
+  position L2-normalised, the map resized bilinearly to the token grid.
 * `pixels-classic-raw`: the 16x16x3 pixels under each token (768-d), scaled to [-1, 1].
 """
 
@@ -45,6 +47,40 @@ class HOGEncoder(Encoder):
         images = x.clamp(0, 255).permute(0, 2, 3, 1).detach().cpu().double().numpy()
         out = np.stack([hog_token_descriptors(image, grid) for image in images])
         return torch.from_numpy(out).to(device=x.device, dtype=torch.float32)
+
+
+GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # scikit-image rgb2gray
+
+
+def hog_dense_map(grey: np.ndarray, orientations: int, cell: int = 2, cells_per_block: int = 4) -> np.ndarray:
+    """[S,S] grey image -> [B,B,D] dense HOG map: one L2-Hys block per cell position, D = 16 * orientations,
+    each position's descriptor L2-normalised."""
+    from skimage.feature import hog
+
+    blocks = hog(grey, orientations=orientations, pixels_per_cell=(cell, cell),
+                 cells_per_block=(cells_per_block, cells_per_block), block_norm="L2-Hys", feature_vector=False)
+    dense = blocks.reshape(blocks.shape[0], blocks.shape[1], -1)
+    return dense / np.maximum(np.linalg.norm(dense, axis=-1, keepdims=True), 1e-12)
+
+
+class HOGDenseEncoder(Encoder):
+    """Upstream's `hog-*` baseline: HOG with 2-px cells on the grey image, the dense map resized bilinearly to the
+    token grid (upstream-spec §4.2)."""
+
+    def __init__(self, name: str, embed_dim: int, preprocessing: Preprocessing):
+        super().__init__(name, embed_dim, pretrained=False)
+        if embed_dim % 16:
+            raise ValueError(f"{name}: HOG dimension {embed_dim} is not 16 x orientations")
+        self.preprocessing = preprocessing
+        self.orientations = embed_dim // 16
+
+    def tokens(self, x: Tensor, grid: int) -> Tensor:
+        weights = torch.tensor(GREY_WEIGHTS, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+        grey = (x.clamp(0, 255).double() * weights).sum(1).cpu().numpy()
+        dense = np.stack([hog_dense_map(image, self.orientations) for image in grey])  # [N, B, B, D]
+        fmap = torch.from_numpy(dense).permute(0, 3, 1, 2).float()
+        fmap = F.interpolate(fmap, size=(grid, grid), mode="bilinear", align_corners=False)
+        return fmap.flatten(2).transpose(1, 2).to(x.device)
 
 
 class PixelEncoder(Encoder):

