@@ -36,7 +36,7 @@ from common import commit
 from repabench.adm.features import extract
 from repabench.adm.images import SAMPLES_FORMAT, open_images
 from repabench.adm.inception import load_inception
-from repabench.adm.metrics import Statistics, frechet_distance, precision_recall, statistics
+from repabench.adm.metrics import Statistics, centred_factor, frechet_distance, precision_recall, statistics
 
 
 def smooth_images(n: int, size: int, seed: int, device: torch.device) -> np.ndarray:
@@ -82,7 +82,8 @@ def evaluate(model, source, ref_pool, batch, device, pr_fp16, prefetch_depth, ta
     pool = feats.pool if target_n == len(feats.pool) else tiled(feats.pool, target_n)
     began = time.perf_counter()
     ref = statistics(ref_pool)
-    fid = frechet_distance(statistics(pool), Statistics(ref.mu, ref.sigma), fid_method)
+    factor = centred_factor(pool) if fid_method == "eigh" and len(pool) <= pool.shape[1] else None  # as the stage
+    fid = frechet_distance(statistics(pool), Statistics(ref.mu, ref.sigma), fid_method, sample_factor=factor)
     t_stats = time.perf_counter() - began
     precision, recall = precision_recall(ref_pool, pool, fp16=pr_fp16, device=device)
     t_pr = time.perf_counter() - began - t_stats

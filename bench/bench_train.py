@@ -283,18 +283,21 @@ def batch_ceiling(measured: dict[str, Any], batch: int, capacity_gib: float, fil
 
 class Runner:
     """Runs the configurations in order within the time budget; a run that would not finish in the budget left
-    (judged by the last wall time of the same setting) is recorded as skipped instead of started."""
+    (judged by the longest wall time of the same setting so far, scaled up by the batch) is recorded as skipped
+    instead of started."""
 
     def __init__(self, args, device: torch.device, peak: float | None) -> None:
         self.args, self.device, self.peak = args, device, peak
         self.budget = common.Budget(args.budget_s)
-        self.last_wall: dict[str, float] = {}
+        self.last_wall: dict[str, tuple[float, int]] = {}  # setting -> (wall s, batch)
 
     def run(self, model_name, encoder, method, setting: Setting, batch: int, flops):
-        if not self.budget.allows(self.last_wall.get(setting.name, 0.0)):
+        wall, at_batch = self.last_wall.get(setting.name, (0.0, batch))
+        if not self.budget.allows(wall * max(1.0, batch / at_batch)):
             return {"skipped": "time budget"}, flops
         result, flops = run_one(self.args, model_name, encoder, method, setting, batch, self.device, flops)
-        self.last_wall[setting.name] = max(self.last_wall.get(setting.name, 0.0), result["wall_s"])
+        if result["wall_s"] > wall:
+            self.last_wall[setting.name] = (result["wall_s"], batch)
         return result, flops
 
 
@@ -363,9 +366,10 @@ def main() -> int:
                         help="per-GPU batches (32 = the paper's 256 global over 8 GPUs)")
     parser.add_argument("--batch-for", nargs="*", default=[], metavar="MODEL=B1,B2",
                         help="batches of one model instead of --batch, e.g. SiT-B/2=256")
-    parser.add_argument("--find-max", action="store_true",
+    parser.add_argument("--find-max", nargs="*", default=None, metavar="MODEL",
                         help="also run the largest batch that fits (estimated from the memory of the largest "
-                             "--batch run of the optimised setting, then run; the baseline at the same batch)")
+                             "--batch run of the optimised setting, then run; the baseline at the same batch), "
+                             "for the given models (none given: all)")
     parser.add_argument("--max-batch", type=int, default=4096, help="--find-max never goes beyond this")
     parser.add_argument("--memory-fill", type=float, default=0.9, help="--find-max: fraction of device memory")
     parser.add_argument("--batch-multiple", type=int, default=16, help="--find-max: round the batch down to this")
@@ -440,7 +444,8 @@ def main() -> int:
                         print(f"  speed-up  batch {batch:5d}: {opt['images_per_s'] / base['images_per_s']:.2f}x")
                 measured = [(b, rows[("optimised", b)]) for b in batches[model_name]
                             if "images_per_s" in rows.get(("optimised", b), {})]
-                if args.find_max and measured and flops is not None:
+                find_max = args.find_max is not None and (not args.find_max or model_name in args.find_max)
+                if find_max and measured and flops is not None:
                     batch, result = max(measured, key=lambda item: item[0])
                     tried = find_max_batch(runner, model_name, encoder, method, optimised, result, batch, flops)
                     for tried_batch, tried_result in tried:
