@@ -54,12 +54,12 @@ clean-results:
 # The GPU check (bench/README.md): every GPU figure in one command, < 8 min on one H100/H200. It runs with the
 # machine's own Python (torch, accelerate, timm, transformers), not the .venv; pytest comes from bench/vendor when
 # that Python has none (`make gpu-vendor` here, then carry bench/vendor). Results under $$OUT, else bench/out/.
-GPU_PYTHON ?= python3
+GPU_PYTHON ?=
 gpu-check:
 	PYTHON=$(GPU_PYTHON) bash bench/gpu_check.sh
 
 gpu-check-smoke:
-	PYTHON=$(if $(wildcard $(PY)),$(PY),$(GPU_PYTHON)) bash bench/gpu_check.sh --smoke
+	PYTHON=$(or $(GPU_PYTHON),$(wildcard $(PY))) bash bench/gpu_check.sh --smoke
 
 gpu-vendor:
 	$(PY) bench/vendor.py

@@ -15,8 +15,9 @@
 # gpu_check.json (the summary) and gpu_table.md (the tables for bench/RESULTS.md). Exit code 0 when every part
 # succeeded within its cap; the files are written either way.
 #
-# Environment: PYTHON (default python3), OUT, GPU_CHECK_WORK (scratch for the ADM shards, default a temp dir;
-# never under OUT, which travels back).
+# Environment: PYTHON (default: the first of python3, python that imports torch), OUT, GPU_CHECK_WORK (scratch for
+# the ADM shards, default a temp dir; never under OUT, which travels back), GPU_CHECK_VENDOR (pure-Python packages
+# used when PYTHON has no pytest; default bench/vendor, made by `make gpu-vendor`).
 set -uo pipefail
 
 MODE=full
@@ -28,7 +29,13 @@ esac
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-PYTHON="${PYTHON:-python3}"
+if [ -z "${PYTHON:-}" ]; then  # the first of python3, python that has torch
+  PYTHON=python3
+  for candidate in python3 python; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c "import torch" 2>/dev/null; then PYTHON=$candidate; break; fi
+  done
+fi
+VENDOR="${GPU_CHECK_VENDOR:-$REPO/bench/vendor}"
 OUT="${OUT:-$REPO/bench/out}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -42,9 +49,9 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   exit 2
 fi
 if ! "$PYTHON" -c "import pytest" 2>/dev/null; then
-  if [ -d "$REPO/bench/vendor" ]; then
-    export PYTHONPATH="$PYTHONPATH:$REPO/bench/vendor"
-    echo "gpu_check: pytest from bench/vendor"
+  if [ -d "$VENDOR" ]; then
+    export PYTHONPATH="$PYTHONPATH:$VENDOR"
+    echo "gpu_check: pytest from $VENDOR"
   else
     echo "gpu_check: no pytest here and no bench/vendor (run \`make gpu-vendor\` and carry bench/vendor)" >&2
   fi
