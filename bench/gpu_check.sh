@@ -71,9 +71,9 @@ if [ "$MODE" = smoke ]; then
 else
   DEVICE=()
   # caps sum to 470 s: under 8 minutes with the table
-  TESTS_CAP=55 TRAIN_CAP=210 SAMPLE_CAP=75 ADM_CAP=60 SPATIAL_CAP=25 FEATURES_CAP=45
+  TESTS_CAP=70 TRAIN_CAP=200 SAMPLE_CAP=70 ADM_CAP=60 SPATIAL_CAP=25 FEATURES_CAP=45
   TRAIN_ARGS=(--models SiT-XL/2 SiT-B/2 --encoders dinov2-vit-b --methods irepa repa
-              --batch 32 --batch-for SiT-B/2=256 --find-max SiT-XL/2 --steps 8 --warmup 2 --budget-s 195)
+              --batch 32 --batch-for SiT-B/2=256 --find-max SiT-XL/2 --steps 8 --warmup 2 --budget-s 185)
   SAMPLE_ARGS=(--model SiT-XL/2 --steps 250 --time-steps 50 --batch 256 --baseline-batch 32 --repeats 1
                --tolerance-batch 16)
   ADM_ARGS=(--n 10000 --extrapolate-to 50000 --n-ref 10000)

@@ -53,6 +53,16 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 PROV = ["device", "date", "commit", "torch / CUDA"]
 
 
+def count_key(data: Any, key: str) -> int:
+    """How many measurement runs (dicts with a `setting`) in a JSON tree have `key` set."""
+    if isinstance(data, dict):
+        hit = "setting" in data and data.get(key) not in (None, False)
+        return int(hit) + sum(count_key(v, key) for v in data.values())
+    if isinstance(data, list):
+        return sum(count_key(v, key) for v in data)
+    return 0
+
+
 def status_rows(out: Path) -> list[dict[str, Any]]:
     recorded = {}
     tsv = out / "parts.tsv"
@@ -77,6 +87,13 @@ def status_rows(out: Path) -> list[dict[str, Any]]:
             entry["status"] = "no JSON"
         else:
             entry["status"] = "ok" if entry["complete"] else "incomplete JSON"
+        if data:
+            entry["skipped_runs"] = count_key(data, "skipped")
+            entry["oom_runs"] = count_key(data, "oom")
+            notes = [f"{entry[k]} {what}" for k, what in (("skipped_runs", "runs skipped (time budget)"),
+                                                             ("oom_runs", "runs out of memory")) if entry[k]]
+            if notes:
+                entry["status"] += "; " + ", ".join(notes)
         rows.append(entry)
     return rows
 
@@ -184,6 +201,8 @@ def main() -> int:
     parser.add_argument("--mode", choices=["full", "smoke"], default="full")
     args = parser.parse_args()
     out = args.out
+    if not out.is_dir():
+        raise SystemExit(f"{out} is not a folder; give the OUT of bench/gpu_check.sh")
     status = status_rows(out)
     title = ("# GPU check: SMOKE run (CPU, tiny sizes; checks the code paths, not figures for RESULTS.md)"
              if args.mode == "smoke" else "# GPU check: measured figures (`make gpu-check`)")
@@ -205,7 +224,7 @@ def main() -> int:
     tmp = out / ".gpu_table.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, out / "gpu_table.md")
-    summary = {"mode": args.mode, "ok": all(s["status"] == "ok" for s in status), "parts": status,
+    summary = {"mode": args.mode, "ok": all(s["status"].startswith("ok") for s in status), "parts": status,
                "table": "gpu_table.md"}
     tmp = out / ".gpu_check.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")

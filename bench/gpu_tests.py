@@ -19,11 +19,20 @@ import torch
 import common
 
 
-class Outcomes:
-    """A pytest plugin that records every test's outcome (a failing set-up or teardown counts as an error)."""
+def count(tests: dict[str, dict]) -> dict[str, int]:
+    return {k: sum(1 for t in tests.values() if t["outcome"] == k) for k in ("passed", "failed", "error", "skipped")}
 
-    def __init__(self) -> None:
+
+class Outcomes:
+    """A pytest plugin that records every test's outcome (a failing set-up or teardown counts as an error) and
+    rewrites the JSON after each one, so that a run stopped by its time cap keeps what finished."""
+
+    def __init__(self, out: common.ResultFile) -> None:
+        self.out = out
         self.tests: dict[str, dict] = {}
+
+    def pytest_runtest_logfinish(self, nodeid, location) -> None:
+        self.out.update(counts=count(self.tests), tests=self.tests)
 
     def pytest_runtest_logreport(self, report) -> None:
         entry = self.tests.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0})
@@ -51,12 +60,11 @@ def main() -> int:
     device = common.resolve_device("auto")
     out = common.ResultFile(args.json, "gpu_tests", device, args)
     files = sorted(str(p.relative_to(common.REPO)) for p in (common.REPO / "tests").glob("test_*_gpu.py"))
-    outcomes = Outcomes()
+    outcomes = Outcomes(out)
     began = time.perf_counter()
     exit_code = pytest.main(["-m", "gpu", "-v", "-rA", "-p", "no:cacheprovider", *files, *args.pytest_args],
                             plugins=[outcomes])
-    counts = {k: sum(1 for t in outcomes.tests.values() if t["outcome"] == k)
-              for k in ("passed", "failed", "error", "skipped")}
+    counts = count(outcomes.tests)
     out.finish(pytest=pytest.__version__, files=files, cuda_available=torch.cuda.is_available(),
                exit_code=int(exit_code), seconds=time.perf_counter() - began, counts=counts, tests=outcomes.tests)
     print(f"gpu tests: {counts} (pytest exit code {int(exit_code)})")
