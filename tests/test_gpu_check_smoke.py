@@ -117,3 +117,42 @@ def test_markdown_table_has_every_section_and_row(smoke):
     # tests 1, training 2 methods x 2 batches, sampling 1, ADM 1, spatial 1, features 1
     assert len(rows) == 1 + 4 + 1 + 1 + 1 + 1
     assert "EXTRAPOLATED from 8 measured" in table and "(largest)" in table
+
+
+@pytest.fixture()
+def bench_train(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import bench_train
+
+    return bench_train
+
+
+def test_largest_batch_from_activation_memory(bench_train):
+    # 14 GiB resident (weights, EMA, optimizer), 30 GiB peak at batch 32 -> 0.5 GiB per image;
+    # 0.9 x 141 GiB = 126.9 GiB -> (126.9 - 14) / 0.5 = 225.8 images -> 224 (multiple of 16)
+    measured = {"peak_gib": 30.0, "resident_gib": 14.0}
+    assert bench_train.batch_ceiling(measured, 32, 141.0, 0.9, 16) == 224
+    assert bench_train.batch_ceiling(measured, 32, 141.0, 0.9, 100) == 200
+    assert bench_train.batch_ceiling(measured, 32, 20.0, 0.9, 16) == 32  # never below the batch that ran
+
+
+def test_runner_skips_what_the_budget_cannot_hold(bench_train, monkeypatch):
+    calls = []
+
+    def fake_run_one(args, model, encoder, method, setting, batch, device, flops):
+        calls.append(batch)
+        return {"images_per_s": 1.0, "wall_s": 10.0}, flops
+
+    monkeypatch.setattr(bench_train, "run_one", fake_run_one)
+    args = type("Args", (), {"budget_s": 100.0})()
+    runner = bench_train.Runner(args, None, None)
+    setting = bench_train.Setting("optimised", "bf16", True, True, True, True)
+    assert runner.run("m", None, None, setting, 32, None)[0]["wall_s"] == 10.0  # nothing known yet: runs
+    # the longest wall so far: 10 s at batch 32; batch 256 needs 10 x 256 / 32 = 80 s of the ~100 s left
+    assert runner.run("m", None, None, setting, 256, None)[0]["wall_s"] == 10.0
+    runner.budget.seconds = 50.0
+    assert runner.run("m", None, None, setting, 256, None)[0] == {"skipped": "time budget"}  # 80 s > ~50 s
+    assert runner.run("m", None, None, setting, 128, None)[0]["wall_s"] == 10.0  # 40 s < ~50 s
+    baseline = bench_train.Setting("baseline", "fp32", False, False, False, False)
+    assert runner.run("m", None, None, baseline, 256, None)[0]["wall_s"] == 10.0  # per setting: nothing known yet
+    assert calls == [32, 256, 128, 256]
