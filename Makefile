@@ -8,7 +8,7 @@ CORES ?= 2
 DEMO_APT := tuxpaint-stamps-default
 TEST_APT := $(DEMO_APT) poppler-utils chromium slurm-wlm munge
 
-.PHONY: demo test install install-demo install-test lint dryrun clean-results
+.PHONY: demo test install install-demo install-test lint dryrun clean-results gpu-check gpu-check-smoke gpu-vendor
 
 demo: install-demo
 	@start=$$(date +%s); \
@@ -50,3 +50,16 @@ dryrun: install-demo
 
 clean-results:
 	rm -rf results .snakemake
+
+# The GPU check (bench/README.md): every GPU figure in one command, < 8 min on one H100/H200. It runs with the
+# machine's own Python (torch, accelerate, timm, transformers), not the .venv; pytest comes from bench/vendor when
+# that Python has none (`make gpu-vendor` here, then carry bench/vendor). Results under $$OUT, else bench/out/.
+GPU_PYTHON ?=
+gpu-check:
+	PYTHON=$(GPU_PYTHON) bash bench/gpu_check.sh
+
+gpu-check-smoke:
+	PYTHON=$(or $(GPU_PYTHON),$(wildcard $(PY))) bash bench/gpu_check.sh --smoke
+
+gpu-vendor:
+	$(PY) bench/vendor.py

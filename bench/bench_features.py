@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -85,14 +86,15 @@ def run_setting(encoder, images, setting, grid, device) -> tuple[dict, torch.Ten
             "peak_gib": common.peak_memory_gib(device)}, tokens
 
 
-def tolerance(reference: torch.Tensor, other: torch.Tensor) -> str:
+def tolerance(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
     ref, oth = reference.float(), other.float()
     cosine = F.cosine_similarity(ref, oth, dim=-1)
-    rel = (ref - oth).abs().max() / ref.std()
-    return f"cosine to fp32 mean {cosine.mean():.5f} min {cosine.min():.5f}, max |diff| / std {rel:.3f}"
+    return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
+            "max_abs_diff_over_std": float((ref - oth).abs().max() / ref.std())}
 
 
-def bench_encoder(name: str, images: torch.Tensor, grid: int, settings: list[Setting], device: torch.device) -> None:
+def bench_encoder(name: str, images: torch.Tensor, grid: int, settings: list[Setting], device: torch.device) -> dict:
+    """The settings' images/s on one encoder; returns {name, params_m, settings: {..}, speedup, tolerance}."""
     began = time.perf_counter()
     encoder = build_encoder(name, None, device=device, grid=grid)
     params = sum(p.numel() for p in encoder.parameters()) / 1e6
@@ -108,13 +110,20 @@ def bench_encoder(name: str, images: torch.Tensor, grid: int, settings: list[Set
             print(f"  {setting.name:9s}: out of memory at batch {setting.batch}")
             continue
         r = results[setting.name]
+        r.update(setting=setting.describe(), batch=setting.batch)
         print(f"  {setting.name:9s}: {r['images_per_s']:9.1f} img/s  peak {r['peak_gib']:6.2f} GiB  "
               f"warm-up {r['warmup_s']:.1f} s  ({setting.describe()})", flush=True)
+    record = {"encoder": name, "params_m": params, "images": images.shape[0], "resolution": images.shape[1],
+              "grid": grid, "settings": results}
     if "baseline" in results and "optimised" in results:
         ratio = results["optimised"]["images_per_s"] / results["baseline"]["images_per_s"]
-        print(f"  speed-up : {ratio:.2f}x   tolerance: {tolerance(tokens['baseline'], tokens['optimised'])}")
+        tol = tolerance(tokens["baseline"], tokens["optimised"])
+        record.update(speedup=ratio, tolerance=tol)
+        print(f"  speed-up : {ratio:.2f}x   tolerance: cosine to fp32 mean {tol['cosine_mean']:.5f} min "
+              f"{tol['cosine_min']:.5f}, max |diff| / std {tol['max_abs_diff_over_std']:.3f}")
     del encoder
     common.free_memory(device)
+    return record
 
 
 def main() -> int:
@@ -132,6 +141,7 @@ def main() -> int:
     parser.add_argument("--demo-batch", type=int, default=128, help="the demo config's features.batch_size")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here (after every encoder)")
     args = parser.parse_args()
 
     if args.threads:
@@ -142,6 +152,8 @@ def main() -> int:
     compiled = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
     settings = [Setting("baseline", "fp32", False, False, False, args.baseline_batch),
                 Setting("optimised", "bf16", True, compiled, device.type == "cuda", args.batch)]
+    out = common.ResultFile(args.json, "features", device, args)
+    records = []
     if args.encoders:
         print(common.header(device, dtype="fp32/bf16", batch=f"{args.baseline_batch}/{args.batch}", images=n,
                             resolution=args.resolution, grid=grid))
@@ -149,13 +161,17 @@ def main() -> int:
         if device.type == "cuda":
             images = images.pin_memory()
         for name in args.encoders:
-            bench_encoder(name, images, grid, settings, device)
+            records.append(bench_encoder(name, images, grid, settings, device))
+            out.update(records=records)
     if args.cpu_demo:
         cpu = torch.device("cpu")
         demo_grid = args.demo_resolution // SIT_PIXELS_PER_TOKEN
         print(f"CPU demo: {common.header(cpu, dtype='fp32', batch=args.demo_batch, images=args.demo_n)}")
         demo = [Setting("demo", "fp32", False, False, False, args.demo_batch)]
-        bench_encoder(DEMO_ENCODER, common.random_images(args.demo_n, args.demo_resolution), demo_grid, demo, cpu)
+        demo_record = bench_encoder(DEMO_ENCODER, common.random_images(args.demo_n, args.demo_resolution), demo_grid,
+                                    demo, cpu)
+        records.append({**demo_record, "cpu_demo": True})
+    out.finish(records=records)
     return 0
 
 

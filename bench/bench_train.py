@@ -234,7 +234,7 @@ def measure(work: Workload, warmup: int, steps: int) -> dict[str, float]:
     seconds = common.timed(lambda: [train_step(work) for _ in range(steps)], work.device)
     batch = work.batch.labels.shape[0]
     return {"images_per_s": batch * steps / seconds, "step_ms": 1000 * seconds / steps, "warmup_s": warm_s,
-            "peak_gib": common.peak_memory_gib(work.device)}
+            "peak_gib": common.peak_memory_gib(work.device), "resident_gib": common.resident_memory_gib(work.device)}
 
 
 def run_one(args, model_name: str, encoder: torch.nn.Module, method: Method, setting: Setting, batch: int,
@@ -242,6 +242,7 @@ def run_one(args, model_name: str, encoder: torch.nn.Module, method: Method, set
     """Build, (count FLOPs once), time; an out-of-memory error gives {'oom': True}."""
     common.free_memory(device)
     work = None
+    began = time.perf_counter()
     try:
         work = build_workload(model_name, args.latent, encoder, method, setting, batch, device)
         if flops is None:
@@ -254,6 +255,7 @@ def run_one(args, model_name: str, encoder: torch.nn.Module, method: Method, set
     finally:
         del work
         common.free_memory(device)
+    result["wall_s"] = time.perf_counter() - began
     return result, flops
 
 
@@ -261,6 +263,8 @@ def report_line(setting: Setting, batch: int, result: dict[str, Any], flop_per_i
                 peak_tflops: float | None) -> str:
     if result.get("oom"):
         return f"  {setting.name:9s} batch {batch:5d}: out of memory"
+    if result.get("skipped"):
+        return f"  {setting.name:9s} batch {batch:5d}: skipped ({result['skipped']})"
     mfu = ""
     if flop_per_image and peak_tflops:
         result["mfu"] = result["images_per_s"] * flop_per_image / (peak_tflops * 1e12)
@@ -269,23 +273,56 @@ def report_line(setting: Setting, batch: int, result: dict[str, Any], flop_per_i
             f"{result['step_ms']:9.1f} ms{mfu}  peak {result['peak_gib']:6.2f} GiB  warm-up {result['warmup_s']:.1f} s")
 
 
-def find_max_batch(args, model_name, encoder, method, setting, start: int, device, flops, peak):
-    """Double the batch from `start` until out of memory (or --max-batch); returns the last batch that ran."""
-    best = None
-    batch = start
-    while batch <= args.max_batch:
-        result, _ = run_one(args, model_name, encoder, method, setting, batch, device, flops)
-        print(report_line(setting, batch, result, flops["total"], peak) + "  (find-max)", flush=True)
-        if result.get("oom"):
+def batch_ceiling(measured: dict[str, Any], batch: int, capacity_gib: float, fill: float, multiple: int) -> int:
+    """The largest batch whose activations fit: peak = resident + batch x (peak - resident) / batch measured,
+    solved for `fill` x capacity and rounded down to a multiple of `multiple` (at least `batch`)."""
+    per_image = max(measured["peak_gib"] - measured["resident_gib"], 1e-9) / batch
+    fits = (fill * capacity_gib - measured["resident_gib"]) / per_image
+    return max(batch, int(fits) // multiple * multiple)
+
+
+class Runner:
+    """Runs the configurations in order within the time budget; a run that would not finish in the budget left
+    (judged by the longest wall time of the same setting so far, scaled up by the batch) is recorded as skipped
+    instead of started."""
+
+    def __init__(self, args, device: torch.device, peak: float | None) -> None:
+        self.args, self.device, self.peak = args, device, peak
+        self.budget = common.Budget(args.budget_s)
+        self.last_wall: dict[str, tuple[float, int]] = {}  # setting -> (wall s, batch)
+
+    def run(self, model_name, encoder, method, setting: Setting, batch: int, flops):
+        wall, at_batch = self.last_wall.get(setting.name, (0.0, batch))
+        if not self.budget.allows(wall * max(1.0, batch / at_batch)):
+            return {"skipped": "time budget"}, flops
+        result, flops = run_one(self.args, model_name, encoder, method, setting, batch, self.device, flops)
+        if result["wall_s"] > wall:
+            self.last_wall[setting.name] = (result["wall_s"], batch)
+        return result, flops
+
+
+def find_max_batch(runner: Runner, model_name, encoder, method, setting: Setting, measured: dict[str, Any],
+                   batch: int, flops) -> list[tuple[int, dict[str, Any]]]:
+    """Estimate the largest batch from the memory of a measured run, then run it; on out-of-memory try 3/4 of it
+    (twice at most). Returns the (batch, result) tried, the last one the largest that ran (or the failure)."""
+    args = runner.args
+    capacity = common.memory_capacity_gib(runner.device)
+    target = min(args.max_batch, batch_ceiling(measured, batch, capacity, args.memory_fill, args.batch_multiple))
+    tried = []
+    for _ in range(3):
+        result, flops = runner.run(model_name, encoder, method, setting, target, flops)
+        result.update(largest=True, estimated_ceiling=target, capacity_gib=capacity)
+        tried.append((target, result))
+        print(report_line(setting, target, result, flops["total"], runner.peak) + "  (largest)", flush=True)
+        if not result.get("oom") or target <= batch:
             break
-        best = (batch, result)
-        batch *= 2
-    return best
+        target = max(batch, target * 3 // 4 // args.batch_multiple * args.batch_multiple)
+    return tried
 
 
 def print_flops(flops: dict[str, float], model_name: str, latent: int, encoder: torch.nn.Module,
-                method: Method) -> None:
-    """The FLOP count written out: counted per image, and the analytic figure next to it."""
+                method: Method) -> dict[str, float | None]:
+    """The FLOP count written out: counted per image, and the analytic figure next to it (returned)."""
     with torch.device("meta"):
         net = build_sit(model_name, latent, projectors=method.projector_specs([encoder.embed_dim]),
                         encoder_depth=method.encoder_depth)
@@ -299,6 +336,19 @@ def print_flops(flops: dict[str, float], model_name: str, latent: int, encoder: 
     else:
         print(f"  FLOP/image analytic: {sit_text} + encoder fwd 2 x {enc / 1e9:.2f} = {2 * enc / 1e9:.1f} G = "
               f"{(6 * sit + 2 * enc) / 1e9:.1f} GFLOP (FLOP = 2 x multiply-adds, backward = 2 x forward)")
+    return {"sit_fwd_bwd": 6 * sit, "encoder": None if enc is None else 2 * enc,
+            "total": None if enc is None else 6 * sit + 2 * enc}
+
+
+def batches_of(args) -> dict[str, list[int]]:
+    """Per-model batches: --batch, overridden per model by --batch-for MODEL=B1,B2."""
+    batches = {model: list(args.batch) for model in args.models}
+    for item in args.batch_for:
+        model, _, values = item.partition("=")
+        if model not in batches or not values:
+            raise SystemExit(f"--batch-for {item!r}: expected MODEL=B1[,B2] with MODEL one of {args.models}")
+        batches[model] = [int(v) for v in values.split(",")]
+    return batches
 
 
 def main() -> int:
@@ -314,34 +364,50 @@ def main() -> int:
     parser.add_argument("--latent", type=int, default=32, help="latent side (32 = 256 px, 16x16 tokens at patch 2)")
     parser.add_argument("--batch", type=int, nargs="+", default=[32, 256],
                         help="per-GPU batches (32 = the paper's 256 global over 8 GPUs)")
-    parser.add_argument("--find-max", action="store_true", help="optimised setting: double the batch until OOM")
-    parser.add_argument("--max-batch", type=int, default=4096)
+    parser.add_argument("--batch-for", nargs="*", default=[], metavar="MODEL=B1,B2",
+                        help="batches of one model instead of --batch, e.g. SiT-B/2=256")
+    parser.add_argument("--find-max", nargs="*", default=None, metavar="MODEL",
+                        help="also run the largest batch that fits (estimated from the memory of the largest "
+                             "--batch run of the optimised setting, then run; the baseline at the same batch), "
+                             "for the given models (none given: all)")
+    parser.add_argument("--max-batch", type=int, default=4096, help="--find-max never goes beyond this")
+    parser.add_argument("--memory-fill", type=float, default=0.9, help="--find-max: fraction of device memory")
+    parser.add_argument("--batch-multiple", type=int, default=16, help="--find-max: round the batch down to this")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                         help="optimised setting: auto = on for GPU, off on CPU")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="bf16 dense peak for MFU (default 989 = H100 SXM on GPU; none on CPU)")
+                        help="bf16 dense peak for MFU (default: by GPU name, 989 for H100/H200 SXM; none on CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="wall-clock budget: runs that would not finish in what is left are skipped")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the results here (rewritten after every run, 'complete' at the end)")
     args = parser.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = common.resolve_device(args.device)
-    peak = args.peak_tflops or (989.0 if device.type == "cuda" else None)
+    peak = args.peak_tflops or common.peak_tflops(device) or (989.0 if device.type == "cuda" else None)
     methods = load_methods(args.config, args.methods, args.encoder_depth)
+    batches = batches_of(args)
     all_settings = settings(device, args.compile)
     if args.skip_baseline:
         all_settings = all_settings[1:]
-    print(common.header(device, dtype="/".join(s.precision for s in all_settings), batch=",".join(map(str, args.batch)),
+    optimised = all_settings[-1]
+    print(common.header(device, dtype="/".join(s.precision for s in all_settings),
+                        batch=" ".join(f"{m}:{','.join(map(str, b))}" for m, b in batches.items()),
                         steps=args.steps, latent=args.latent))
     for setting in all_settings:
         print(f"{setting.name:9s}: {setting.describe()}")
     print(f"peak for MFU: {f'{peak:g} TFLOP/s' if peak else 'none (pass --peak-tflops)'}")
-    records = []
+    out = common.ResultFile(args.json, "train", device, args)
+    out.update(peak_tflops=peak, settings={s.name: s.describe() for s in all_settings})
+    runner = Runner(args, device, peak)
+    records: list[dict[str, Any]] = []
     for encoder_name in args.encoders:
         grid_probe = args.latent // MODEL_CONFIGS[args.models[0]]["patch_size"]
         began = time.perf_counter()
@@ -354,31 +420,46 @@ def main() -> int:
                 flops = None
                 print(f"{model_name} + {method_name} ({method.projector} projector, spatial norm {method.spatial_norm}, "
                       f"coeff {method.coeff}, depth {method.encoder_depth}), latents 4x{args.latent}x{args.latent}")
+                record: dict[str, Any] = {"model": model_name, "encoder": encoder_name, "method": method_name,
+                                          "flops_per_image": None, "analytic_flops_per_image": None, "runs": []}
+                records.append(record)
+
+                def keep(setting: Setting, batch: int, result: dict[str, Any]) -> None:
+                    record["runs"].append({"setting": setting.name, "batch": batch, **result})
+                    out.update(records=records)
+
                 rows: dict[tuple[str, int], dict[str, Any]] = {}
-                for batch in args.batch:
+                for batch in batches[model_name]:
                     for setting in all_settings:
-                        result, flops = run_one(args, model_name, encoder, method, setting, batch, device, flops)
-                        if not rows and flops is not None:
-                            print_flops(flops, model_name, args.latent, encoder, method)
+                        result, flops = runner.run(model_name, encoder, method, setting, batch, flops)
+                        if record["flops_per_image"] is None and flops is not None:
+                            record["flops_per_image"] = flops
+                            record["analytic_flops_per_image"] = print_flops(flops, model_name, args.latent,
+                                                                             encoder, method)
                         print(report_line(setting, batch, result, flops and flops["total"], peak), flush=True)
                         rows[(setting.name, batch)] = result
+                        keep(setting, batch, result)
                     base, opt = rows.get(("baseline", batch), {}), rows.get(("optimised", batch), {})
                     if "images_per_s" in base and "images_per_s" in opt:
                         print(f"  speed-up  batch {batch:5d}: {opt['images_per_s'] / base['images_per_s']:.2f}x")
-                if args.find_max and flops is not None:
-                    best = find_max_batch(args, model_name, encoder, method, all_settings[-1], max(args.batch) * 2,
-                                          device, flops, peak)
-                    if best:
-                        print(f"  largest batch that ran: {best[0]} ({best[1]['images_per_s']:.2f} img/s)")
-                records.append({"model": model_name, "encoder": encoder_name, "method": method_name,
-                                "flops_per_image": flops,
-                                "runs": [{"setting": s, "batch": b, **r} for (s, b), r in rows.items()]})
+                measured = [(b, rows[("optimised", b)]) for b in batches[model_name]
+                            if "images_per_s" in rows.get(("optimised", b), {})]
+                find_max = args.find_max is not None and (not args.find_max or model_name in args.find_max)
+                if find_max and measured and flops is not None:
+                    batch, result = max(measured, key=lambda item: item[0])
+                    tried = find_max_batch(runner, model_name, encoder, method, optimised, result, batch, flops)
+                    for tried_batch, tried_result in tried:
+                        keep(optimised, tried_batch, tried_result)
+                    largest, best = tried[-1]
+                    if "images_per_s" in best and not args.skip_baseline:
+                        result, _ = runner.run(model_name, encoder, method, all_settings[0], largest, flops)
+                        result["largest"] = True
+                        print(report_line(all_settings[0], largest, result, flops["total"], peak) + "  (largest)",
+                              flush=True)
+                        keep(all_settings[0], largest, result)
         del encoder
         common.free_memory(device)
-    if args.json:
-        args.json.write_text(json.dumps({"commit": common.commit(), "device": common.device_name(device),
-                                         "torch": torch.__version__, "peak_tflops": peak, "records": records},
-                                        indent=2))
+    out.finish(records=records)
     return 0
 
 

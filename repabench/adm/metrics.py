@@ -15,7 +15,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import torch
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,8 @@ def _trace_sqrt_eigh(sigma1: np.ndarray, sigma2: np.ndarray, factor1: np.ndarray
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:
+    import scipy.linalg  # here, not at the top: the GPU check runs where only torch's stack is installed
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return scipy.linalg.sqrtm(matrix)
