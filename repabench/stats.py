@@ -157,7 +157,7 @@ def _finite(value: Any) -> float:
 
 def load_fids(paths: Sequence[str], sampler: str | None) -> dict[tuple[str, str, int], dict[str, float]]:
     """{(model slug, method, step): {encoder: FID}} from eval JSONs (their "run" block names the run)."""
-    from repabench.atomic import read_json
+    from repabench.integrity import read_result as read_json
 
     fids: dict[tuple[str, str, int], dict[str, float]] = {}
     samplers = set()
@@ -180,7 +180,7 @@ def load_fids(paths: Sequence[str], sampler: str | None) -> dict[tuple[str, str,
 
 def load_predictors(spatial_paths: Sequence[str], probe_paths: Sequence[str]) -> dict[str, dict[str, float]]:
     """{encoder: {LP, LDS, CDS, SRSS, RMSC}} (NaN where a value is missing)."""
-    from repabench.atomic import read_json
+    from repabench.integrity import read_result as read_json
 
     table: dict[str, dict[str, float]] = {}
     for path in spatial_paths:

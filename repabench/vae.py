@@ -167,7 +167,7 @@ def fit_autoencoder_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
-    store = Store(args.images)
+    store = Store(args.images, verify=True)
     model = PCAAutoencoder.fit(store["images"], params["vae"]["channels"], seed=params.get("seed", 0))
     model.save(args.out, provenance("fit_autoencoder", params, [args.images]))
     return 0
@@ -186,7 +186,7 @@ def cache_latents_main(argv: list[str]) -> int:
     vae_params = params["vae"]
     device = resolve_device(args.device)
     model = load_autoencoder(vae_params["kind"], args.autoencoder).to(device)
-    store = Store(args.images)
+    store = Store(args.images, verify=True)
     images = store["images"]
     n, res = images.shape[0], images.shape[1]
     if res % 8:
@@ -218,7 +218,7 @@ def latent_stats_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
-    store = Store(args.latents)
+    store = Store(args.latents, verify=True)
     stats = latent_statistics(store["moments"], params["vae"]["latent_norm"], params["vae"]["channels"],
                               params.get("seed", 0))
     stats["provenance"] = provenance("latent_stats", params, [args.latents])
