@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from repabench.atomic import atomic_path, read_json, write_json
 from repabench.params import load_params, resolve_device, setup, stage_parser
-from repabench.provenance import provenance, sha256_file
+from repabench.provenance import provenance
+from repabench.integrity import content_identity
 from repabench.store import Store, StoreWriter
 from repabench.weights import WEIGHTS, verified_path
 
@@ -204,7 +205,7 @@ def cache_latents_main(argv: list[str]) -> int:
         inputs = [args.images] + ([args.autoencoder] if args.autoencoder else [])
         writer.commit({
             "autoencoder": vae_params["kind"],
-            "images_manifest_sha256": sha256_file(Path(args.images) / "manifest.json"),
+            "images_content_sha256": content_identity(args.images)["content_sha256"],
             "provenance": provenance("cache_latents", params, inputs, device),
         })
     return 0

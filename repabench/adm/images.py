@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from repabench.integrity import check_seal
+from repabench.integrity import check_seal, content_identity
 from repabench.provenance import sha256_file
 
 SAMPLES_FORMAT = "repabench-samples-v1"
@@ -75,7 +75,8 @@ class SampleShards:
         return dict(self.manifest.get("run") or {})
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": "sample-shards", "path": str(self.manifest_path), "sha256": sha256_file(self.manifest_path)}
+        return {"kind": "sample-shards", "path": str(self.manifest_path),
+                "content_sha256": content_identity(self.manifest_path)["content_sha256"]}
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         pending: list[np.ndarray] = []
@@ -111,8 +112,8 @@ class StoreImages:
         self.run: dict[str, Any] = {}
 
     def identity(self) -> dict[str, Any]:
-        manifest = self.store.path / "manifest.json"
-        return {"kind": "image-store", "path": str(self.store.path), "sha256": sha256_file(manifest)}
+        return {"kind": "image-store", "path": str(self.store.path),
+                "content_sha256": content_identity(self.store.path)["content_sha256"]}
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.count, batch_size):

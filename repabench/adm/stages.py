@@ -118,16 +118,17 @@ def reference_statistics(source_path: str | Path, weights: str | Path, device, b
         arrays = {"mu": pool.mu, "sigma": pool.sigma, "mu_s": spatial.mu, "sigma_s": spatial.sigma, "pool": feats.pool}
         origin = "computed from the source images"
     source_id = source.identity()
+    source_hash = source_id.get("content_sha256") or source_id["sha256"]  # stores by content, an npz by its bytes
     meta = {
         "format": REFERENCE_FORMAT,
-        "key": params_hash({"inception_sha256": inception["sha256"], "source_sha256": source_id["sha256"]}, 32),
+        "key": params_hash({"inception_sha256": inception["sha256"], "source_sha256": source_hash}, 32),
         "inception": inception,
         "source": source_id,
         "n_images": source.count,
         "statistics": origin,
         "images_per_second": round(feats.images_per_second, 2),
         "provenance": provenance("reference_stats", dict(params or {}), [source_path, weights], device,
-                                 inception_sha256=inception["sha256"], source_sha256=source_id["sha256"]),
+                                 inception_sha256=inception["sha256"], source_sha256=source_hash),
     }
     return arrays, meta
 
