@@ -132,6 +132,23 @@ def test_diverging_loss_writes_no_state_and_no_checkpoint(train_data, tmp_path):
     assert_nothing_saved(tmp_path / "out", tmp_path / "state")
 
 
+def test_sampler_refuses_nan_latents_from_a_broken_checkpoint(tmp_path):
+    import repabench.sample as S
+
+    gen = S.Generation(S.SamplerSettings("ode", 2), 6, 0, "uniform", "fp32", 3, 5, (2, 2, 2))
+    calls = []
+
+    def broken_velocity(x, t, y):  # finite for the first shard, NaN from the second on
+        calls.append(1)
+        return torch.full_like(x, float("nan")) if len(calls) > 2 else torch.zeros_like(x)
+
+    with pytest.raises(SystemExit) as err:
+        S.generate_shards(tmp_path, broken_velocity, lambda z: torch.tanh(z[:, :1].repeat(1, 3, 2, 2)), gen, "k",
+                          torch.zeros(2), torch.ones(2), torch.device("cpu"), batch_size=3)
+    assert "NaN/inf latents" in str(err.value.code) and str(tmp_path / "shards/00001.npy") in str(err.value.code)
+    assert (tmp_path / "shards/00000.npy").exists() and not (tmp_path / "shards/00001.npy").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 3. NaN features: spatial_metrics and linear_probe refuse them
 
