@@ -12,7 +12,7 @@ TEST_APT := $(DEMO_APT) poppler-utils chromium slurm-wlm munge
 
 demo: install-demo
 	@start=$$(date +%s); \
-	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/config.yaml && \
+	$(PY) -m repabench.driver --cores $(CORES) --configfile config/config.yaml && \
 	echo "Demo finished in $$(( $$(date +%s) - start )) s. Report: $$(pwd)/results/report/report.html and results/report/report.pdf"
 
 test: install-test
@@ -42,11 +42,11 @@ $(STAMPS)/apt-test:
 	@touch $@
 
 lint: install-demo
-	$(VENV)/bin/snakemake --lint
+	$(PY) -m repabench.driver --lint
 
 dryrun: install-demo
 	for c in config/config.yaml config/paper.yaml config/ablation.yaml .test/config/config.yaml; do \
-	  $(VENV)/bin/snakemake -n -q --configfile $$c || exit 1; done
+	  $(PY) -m repabench.driver -n -q --configfile $$c || exit 1; done
 
 clean-results:
 	rm -rf results .snakemake

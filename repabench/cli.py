@@ -57,4 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name = STAGES[stage][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(rest) or 0)
+    from repabench.adm.images import ImageSetError
+    from repabench.integrity import IntegrityError
+    from repabench.store import StoreError
+
+    try:
+        return int(func(rest) or 0)
+    except (StoreError, IntegrityError, ImageSetError) as exc:  # broken inputs: the message names file and fix
+        print(f"{stage}: {exc}", file=sys.stderr)
+        return 1

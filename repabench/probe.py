@@ -195,7 +195,7 @@ def linear_probe_main(argv: list[str]) -> int:
 
     splits = {}
     for name, path in (("train", args.train), ("val", args.val)):
-        store = Store(path)
+        store = Store(path, verify=True)
         labels = np.asarray(store["labels"])
         # A `pooled` array [N, D] (token means, written by extract_features for ImageNet-sized splits) spares
         # reading all the tokens; otherwise the tokens are mean-pooled here.

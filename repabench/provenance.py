@@ -75,17 +75,13 @@ def provenance(
 ) -> dict[str, Any]:
     """The provenance block of a result file.
 
-    `inputs` are recorded by path plus the SHA-256 of their manifest/JSON where that is cheap
-    (files under 64 MiB); large arrays are identified by their manifest instead.
+    `inputs` are recorded by path plus their content identity (`repabench.integrity.content_identity`): stores
+    and JSON results by the hash of their content without timestamps and timings (`content_sha256`), so two
+    identical runs record identical input hashes; other files under 64 MiB by their SHA-256.
     """
-    recorded = []
-    for item in inputs:
-        p = Path(item)
-        entry: dict[str, Any] = {"path": str(p)}
-        target = p / "manifest.json" if p.is_dir() else p
-        if target.is_file() and target.stat().st_size < (64 << 20):
-            entry["sha256"] = sha256_file(target)
-        recorded.append(entry)
+    from repabench.integrity import content_identity
+
+    recorded = [content_identity(item) for item in inputs]
     params = dict(params or {})
     return {
         "stage": stage,

@@ -150,6 +150,9 @@ def read_train_logs(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError) as exc:
             log.warning("training log %s unreadable (%s); left out of the report", path, exc)
             continue
+        from repabench.integrity import check_seal
+
+        check_seal(record, path)
         parts = path.parts
         run = record.get("run") or {}
         record["_key"] = {
@@ -1480,7 +1483,7 @@ def report_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
-    from repabench.atomic import read_json
+    from repabench.integrity import read_result as read_json
 
     try:
         stats = read_json(args.stats)

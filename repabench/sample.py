@@ -407,6 +407,11 @@ def generate_shards(out_dir: str | os.PathLike, velocity: Velocity, decode: Call
             with torch.inference_mode():
                 z = run_sampler(velocity, x1, y, generation.settings, noise, generation.num_classes,
                                 generation.precision)
+                if not bool(torch.isfinite(z).all()):  # black images would still score a finite FID
+                    raise SystemExit(
+                        f"sample: the model produced NaN/inf latents for images {batch[0]}..{batch[-1]} of "
+                        f"{out_dir / shard.images_file}; its checkpoint is broken (a diverged training run?). "
+                        "Check the training log, retrain that run, then rerun sample; nothing was written")
                 images.append(latents_to_images(decode, z, bias, scale))
             progress.update(len(batch))
         write_shard(out_dir, shard, np.concatenate(images), labels, key)

@@ -251,7 +251,7 @@ def spatial_metrics_main(argv: list[str]) -> int:
     seed = int(params.get("seed", args.seed))
     device = resolve_device(args.device)
 
-    store = Store(args.features)
+    store = Store(args.features, verify=True)
     tokens = store["tokens"]
     if tokens.ndim != 3:
         raise SystemExit(f"{args.features}: `tokens` must be [N, T, D], got {tokens.shape}")

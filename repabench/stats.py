@@ -158,7 +158,7 @@ def _finite(value: Any) -> float:
 def load_fids(paths: Sequence[str], sampler: str | None, with_sd: bool = False) -> dict[tuple[str, str, int], dict]:
     """{(model slug, method, step): {encoder: FID}} from eval JSONs (their "run" block names the run);
     with_sd: {encoder: (FID, SD of its sampling noise or None)}."""
-    from repabench.atomic import read_json
+    from repabench.integrity import read_result as read_json
 
     fids: dict[tuple[str, str, int], dict[str, float]] = {}
     samplers = set()
@@ -186,7 +186,7 @@ def load_fids(paths: Sequence[str], sampler: str | None, with_sd: bool = False) 
 
 def load_predictors(spatial_paths: Sequence[str], probe_paths: Sequence[str]) -> dict[str, dict[str, float]]:
     """{encoder: {LP, LDS, CDS, SRSS, RMSC}} (NaN where a value is missing)."""
-    from repabench.atomic import read_json
+    from repabench.integrity import read_result as read_json
 
     table: dict[str, dict[str, float]] = {}
     for path in spatial_paths:

@@ -40,7 +40,7 @@ from repabench.atomic import atomic_path, read_json, write_json
 from repabench.params import load_params, resolve_device, setup, stage_parser
 from repabench.provenance import params_hash, provenance
 from repabench.sit import MODEL_CONFIGS, build_sit, generator_kwargs, generator_state_dict, model_slug
-from repabench.store import Store
+from repabench.store import Store, StoreError
 
 log = logging.getLogger("repabench.train")
 
@@ -181,7 +181,7 @@ class StepBatches(torch.utils.data.Dataset):
 
 
 def check_inputs(images: Path, latents: Path) -> tuple[Store, Store]:
-    image_store, latent_store = Store(images), Store(latents)
+    image_store, latent_store = Store(images, verify=True), Store(latents, verify=True)
     if "moments" not in latent_store or "labels" not in latent_store:
         raise ValueError(f"{latents} is not a latent store (needs 'moments' and 'labels'); run cache_latents")
     if "images" not in image_store:
@@ -453,6 +453,8 @@ class Trainer:
         self.scale = torch.tensor(self.stats.scale, device=self.device).view(1, -1, 1, 1)
         self.step = 0
         self.history: dict[str, Any] = {"entries": [], "segments": []}
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # any NaN/inf loss since the start
+        self.last_good_step: int | None = None  # the step of the last state saved or resumed
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -471,7 +473,16 @@ class Trainer:
         path = self.state_dir / STATE_FILE
         if not path.exists():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or corrupted zip / pickle: torch's message names neither file nor fix
+            raise SystemExit(
+                f"train: the training state {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); it was "
+                f"cut short (disk full, or a copy or kill mid-write). Delete it (`rm {path}`) and rerun: training "
+                f"then restarts from step 0 (the checkpoints already in {self.state_dir / 'checkpoints'} are "
+                "rewritten as it passes them)") from None
+        if not isinstance(state, dict) or "step" not in state:
+            raise SystemExit(f"train: {path} is not a training state; delete it (`rm {path}`) and rerun")
         if state.get("format") != STATE_FORMAT or state.get("params_hash") != self.hash:
             raise SystemExit(f"{path} was written for parameters {state.get('params_hash')}, this run is {self.hash}; "
                              "refusing to resume. Delete the state directory to start over.")
@@ -489,10 +500,28 @@ class Trainer:
             log.warning("state saved with %d processes, resuming with %d: RNG streams are reseeded",
                         state["world_size"], self.world)
             torch.manual_seed(self.spec.seed + self.rank + 1_000_003 * self.step)
+        self.last_good_step = self.step
         log.info("resumed %s at step %d", path, self.step)
         return True
 
+    def guard_finite(self) -> None:
+        """Stop before anything is saved from a model whose loss went NaN/inf (all processes stop together)."""
+        flag = self.nonfinite.float()
+        if self.world > 1:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if not flag.item():
+            return
+        spec = self.spec
+        kept = (f"{self.state_dir / STATE_FILE} keeps step {self.last_good_step}" if self.last_good_step
+                else "no state was saved before it")
+        raise SystemExit(
+            f"train: the loss became NaN/inf at or before step {self.step}; stopping without writing a state or "
+            f"checkpoint of the diverged model ({kept}). Check the inputs ({spec.latents}, {spec.latent_stats}), "
+            f"or lower train.lr / use train.mixed_precision: no, then rerun (it resumes from the last good state) "
+            f"or delete {self.state_dir} to start over")
+
     def save_state(self) -> None:
+        self.guard_finite()
         rng = [rng_state(self.device)]
         if self.world > 1:
             from accelerate.utils import gather_object
@@ -511,12 +540,14 @@ class Trainer:
                 write_json(self.state_dir / "params.json", self.run_params)
             with atomic_path(self.state_dir / STATE_FILE) as tmp:
                 torch.save(state, tmp)
+        self.last_good_step = self.step
         self.accelerator.wait_for_everyone()
 
     def checkpoint_path(self, step: int, root: Path | None = None) -> Path:
         return (root or self.state_dir) / "checkpoints" / f"{step:07d}.pt"
 
     def save_checkpoint(self) -> None:
+        self.guard_finite()
         if not self.main:
             return
         spec = self.spec
@@ -527,7 +558,8 @@ class Trainer:
                         "method": spec.method_name},
                 "method": spec.method.as_dict(),
                 "latent_stats": self.stats.as_dict(),
-                "provenance": self.provenance()}
+                # no timestamp: identical runs write identical checkpoints (and record identical input hashes)
+                "provenance": {k: v for k, v in self.provenance().items() if k != "created"}}
         with atomic_path(self.checkpoint_path(self.step)) as tmp:
             torch.save(ckpt, tmp)
         self.publish_checkpoints()
@@ -616,6 +648,7 @@ class Trainer:
             for batch in loader:
                 tick = time.monotonic()
                 metrics = self.train_step(batch)
+                self.nonfinite |= ~torch.isfinite(metrics["loss"])
                 for key, value in metrics.items():
                     window[key] = window.get(key, 0) + value
                 window_steps += 1
@@ -653,6 +686,7 @@ class Trainer:
         return time.monotonic() - tick
 
     def _log_window(self, window: Mapping[str, torch.Tensor], steps: int, seconds: float, progress: Any) -> None:
+        self.guard_finite()
         values = {k: float(v.item()) / steps for k, v in window.items()}
         if self.world > 1:
             packed = torch.tensor(list(values.values()), device=self.device)
@@ -754,7 +788,7 @@ def train_main(argv: list[str]) -> int:
     spec = parse_run(argv)
     try:
         trainer = Trainer(spec)
-    except ValueError as exc:
+    except (ValueError, StoreError) as exc:
         raise SystemExit(f"train: {exc}") from exc
     return trainer.run()
 

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from repabench.atomic import atomic_path, read_json, write_json
 from repabench.params import load_params, resolve_device, setup, stage_parser
-from repabench.provenance import provenance, sha256_file
+from repabench.provenance import provenance
+from repabench.integrity import content_identity
 from repabench.store import Store, StoreWriter
 from repabench.weights import WEIGHTS, verified_path
 
@@ -167,7 +168,7 @@ def fit_autoencoder_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
-    store = Store(args.images)
+    store = Store(args.images, verify=True)
     model = PCAAutoencoder.fit(store["images"], params["vae"]["channels"], seed=params.get("seed", 0))
     model.save(args.out, provenance("fit_autoencoder", params, [args.images]))
     return 0
@@ -186,7 +187,7 @@ def cache_latents_main(argv: list[str]) -> int:
     vae_params = params["vae"]
     device = resolve_device(args.device)
     model = load_autoencoder(vae_params["kind"], args.autoencoder).to(device)
-    store = Store(args.images)
+    store = Store(args.images, verify=True)
     images = store["images"]
     n, res = images.shape[0], images.shape[1]
     if res % 8:
@@ -204,7 +205,7 @@ def cache_latents_main(argv: list[str]) -> int:
         inputs = [args.images] + ([args.autoencoder] if args.autoencoder else [])
         writer.commit({
             "autoencoder": vae_params["kind"],
-            "images_manifest_sha256": sha256_file(Path(args.images) / "manifest.json"),
+            "images_content_sha256": content_identity(args.images)["content_sha256"],
             "provenance": provenance("cache_latents", params, inputs, device),
         })
     return 0
@@ -218,7 +219,7 @@ def latent_stats_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
-    store = Store(args.latents)
+    store = Store(args.latents, verify=True)
     stats = latent_statistics(store["moments"], params["vae"]["latent_norm"], params["vae"]["channels"],
                               params.get("seed", 0))
     stats["provenance"] = provenance("latent_stats", params, [args.latents])

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from repabench.integrity import check_seal, content_identity
 from repabench.provenance import sha256_file
 
 SAMPLES_FORMAT = "repabench-samples-v1"
@@ -39,7 +40,7 @@ class SampleShards:
     def __init__(self, manifest_path: str | os.PathLike, verify: bool = False):
         self.manifest_path = Path(manifest_path)
         self.root = self.manifest_path.parent
-        self.manifest = json.loads(self.manifest_path.read_text())
+        self.manifest = check_seal(json.loads(self.manifest_path.read_text()), self.manifest_path)
         shards = self.manifest.get("shards")
         if not shards:
             raise ImageSetError(f"{self.manifest_path} lists no shards; rerun the sample stage")
@@ -74,7 +75,8 @@ class SampleShards:
         return dict(self.manifest.get("run") or {})
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": "sample-shards", "path": str(self.manifest_path), "sha256": sha256_file(self.manifest_path)}
+        return {"kind": "sample-shards", "path": str(self.manifest_path),
+                "content_sha256": content_identity(self.manifest_path)["content_sha256"]}
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         pending: list[np.ndarray] = []
@@ -100,18 +102,18 @@ class SampleShards:
 class StoreImages:
     """The `images` array of an image store (results/data/{split})."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, verify: bool = False):
         from repabench.store import Store
 
-        self.store = Store(path)
+        self.store = Store(path, verify=verify)
         self.images = self.store["images"]
         _check_images(self.images.shape, self.images.dtype, f"{path}/images")
         self.count = len(self.images)
         self.run: dict[str, Any] = {}
 
     def identity(self) -> dict[str, Any]:
-        manifest = self.store.path / "manifest.json"
-        return {"kind": "image-store", "path": str(self.store.path), "sha256": sha256_file(manifest)}
+        return {"kind": "image-store", "path": str(self.store.path),
+                "content_sha256": content_identity(self.store.path)["content_sha256"]}
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, self.count, batch_size):
@@ -171,7 +173,7 @@ def open_images(path: str | os.PathLike, verify: bool = False) -> SampleShards |
     fmt = json.loads(manifest.read_text()).get("format")
     if fmt == SAMPLES_FORMAT or "shards" in json.loads(manifest.read_text()):
         return SampleShards(manifest, verify=verify)
-    return StoreImages(manifest.parent)
+    return StoreImages(manifest.parent, verify=verify)
 
 
 def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:

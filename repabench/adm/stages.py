@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from repabench.atomic import atomic_path, read_json, write_json, write_text
+from repabench.integrity import read_result
 from repabench.params import load_params, resolve_device, setup, stage_parser
 from repabench.provenance import params_hash, provenance, sha256_file
 from repabench.weights import WeightSpec, register
@@ -100,7 +102,7 @@ def reference_statistics(source_path: str | Path, weights: str | Path, device, b
     from repabench.adm.images import NpzImages, open_images
     from repabench.adm.metrics import statistics
 
-    source = open_images(source_path)
+    source = open_images(source_path, verify=True)
     if source.count < 4:
         raise SystemExit(f"{source_path} holds {source.count} images; reference statistics need at least 4")
     inception = weights_identity(weights)
@@ -119,16 +121,17 @@ def reference_statistics(source_path: str | Path, weights: str | Path, device, b
         arrays = {"mu": pool.mu, "sigma": pool.sigma, "mu_s": spatial.mu, "sigma_s": spatial.sigma, "pool": feats.pool}
         origin = "computed from the source images"
     source_id = source.identity()
+    source_hash = source_id.get("content_sha256") or source_id["sha256"]  # stores by content, an npz by its bytes
     meta = {
         "format": REFERENCE_FORMAT,
-        "key": params_hash({"inception_sha256": inception["sha256"], "source_sha256": source_id["sha256"]}, 32),
+        "key": params_hash({"inception_sha256": inception["sha256"], "source_sha256": source_hash}, 32),
         "inception": inception,
         "source": source_id,
         "n_images": source.count,
         "statistics": origin,
         "images_per_second": round(feats.images_per_second, 2),
         "provenance": provenance("reference_stats", dict(params or {}), [source_path, weights], device,
-                                 inception_sha256=inception["sha256"], source_sha256=source_id["sha256"]),
+                                 inception_sha256=inception["sha256"], source_sha256=source_hash),
     }
     return arrays, meta
 
@@ -215,7 +218,8 @@ def evaluate_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="metrics JSON")
     parser.add_argument("--params", default=None, help="the evaluate config section (JSON or file)")
     parser.add_argument("--run", default=None, help="JSON merged into the run block (default: the sample manifest's)")
-    parser.add_argument("--verify", action="store_true", help="check every shard's SHA-256 before reading")
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                        help="check every shard's SHA-256 before reading (default; --no-verify skips it)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     setup(args)
@@ -232,7 +236,7 @@ def evaluate_main(argv: list[str]) -> int:
 
 def evaluate(samples: str | Path, reference_path: str | Path, weights: str | Path, config: Mapping[str, Any],
              device, params: Mapping[str, Any] | None = None, run: Mapping[str, Any] | None = None,
-             verify: bool = False) -> dict[str, Any]:
+             verify: bool = True) -> dict[str, Any]:
     from repabench.adm.features import extract
     from repabench.adm.images import open_images
 
@@ -289,7 +293,7 @@ def _cell(value: Any) -> str:
 def collect_csv(paths: list[str | Path]) -> str:
     rows = {}
     for path in map(Path, paths):
-        metrics = read_json(path)
+        metrics = read_result(path)
         step = _step_of(path, metrics)
         if step in rows:
             raise SystemExit(f"step {step} appears twice ({rows[step][0]} and {path}); pass one JSON per step")

@@ -61,7 +61,7 @@ def extract_features_main(argv: list[str]) -> int:
         validate_encoder_name(args.encoder)
     except ValueError as exc:
         raise SystemExit(f"--encoder: {exc}") from None
-    store = Store(args.images)
+    store = Store(args.images, verify=True)
     if "images" not in store or "labels" not in store:
         raise SystemExit(f"{args.images} is not an image store (needs `images` and `labels`, has {store.names})")
     images = store["images"]

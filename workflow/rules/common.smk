@@ -54,6 +54,12 @@ def _check_config():
         raise ConfigError(
             f"train.global_batch = {train['global_batch']} is not divisible by train.gpus = {train['gpus']}"
         )
+    from repabench.config_checks import check_batch_fits
+
+    try:
+        check_batch_fits(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if config["report"]["step"] is not None and config["report"]["step"] not in train["checkpoint_steps"]:
         raise ConfigError(
             f"report.step: {config['report']['step']} is not one of train.checkpoint_steps {train['checkpoint_steps']}"

@@ -51,7 +51,7 @@ rule evaluate:
         "../../envs/repabench.yaml"
     shell:
         "python -m repabench evaluate --samples {input.samples:q} --reference {input.reference:q}"
-        " --inception-weights {input.weights:q} --out {output:q} --params {params.p:q}"
+        " --inception-weights {input.weights:q} --out {output:q} --params {params.p:q} --verify"
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
 
