@@ -122,7 +122,7 @@ def test_frechet_nonfinite_root_retries_with_offset(monkeypatch):
             return np.full_like(matrix, np.nan)
         return real_sqrtm(matrix)
 
-    monkeypatch.setattr(M.scipy.linalg, "sqrtm", flaky_sqrtm)
+    monkeypatch.setattr(scipy.linalg, "sqrtm", flaky_sqrtm)
     got = M.frechet_distance(s, r)
     assert len(calls) == 2
     np.testing.assert_allclose(calls[1], (s.sigma + 1e-6 * np.eye(32)) @ (r.sigma + 1e-6 * np.eye(32)))
@@ -148,7 +148,7 @@ def test_frechet_near_singular_is_finite_and_matches_oracle():
 
 
 def test_frechet_rejects_large_imaginary_part(monkeypatch):
-    monkeypatch.setattr(M.scipy.linalg, "sqrtm", lambda m: m + 1j * np.eye(len(m)))
+    monkeypatch.setattr(scipy.linalg, "sqrtm", lambda m: m + 1j * np.eye(len(m)))
     stats = M.Statistics(np.zeros(4), np.eye(4))
     with pytest.raises(ValueError, match="imaginary"):
         M.frechet_distance(stats, stats)
