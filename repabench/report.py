@@ -1242,6 +1242,14 @@ def answer(corr: Sequence[Correlation]) -> list[str]:
     return text
 
 
+def summary_lines(verdict: list[str], plain: list[str]) -> list[str]:
+    """With a computed verdict, the plain answer keeps its numbers but not its sign-reading claim (the verdict
+    decides whether the data resolve one)."""
+    if not verdict or len(plain) < 2:
+        return verdict + plain
+    return verdict + [plain[0], *plain[2:]]
+
+
 # ------------------------------------------------------------------------------------------------------------
 # rendering: HTML (Jinja2, figures inline) and PDF (matplotlib PdfPages: figures plus table and text pages)
 
@@ -1455,7 +1463,7 @@ def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
         "n_encoders": len(encoders),
         "n_methods": len(methods),
         "code_sha": sha[:12] if sha else "unknown",
-        "answer": verdict_lines(inputs.stats) + answer(corr),
+        "answer": summary_lines(verdict_lines(inputs.stats), answer(corr)),
         "sections": sections,
     }
     return context, sections

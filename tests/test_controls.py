@@ -183,3 +183,17 @@ def test_differences_learning_and_controls():
     [row] = V.controls(["a", "a_shuffled"], predictors, fids, "sit-t-2", 200, ["repa"])
     assert row["kind"] == "shuffled" and row["methods"]["repa"]["resolved"] is True
     assert "LP unchanged" in row["summary"] and "worse by 30.00" in row["summary"]
+
+
+def test_the_summary_defers_to_the_computed_verdict():
+    from repabench.report import summary_lines
+    from repabench.report_controls import verdict_lines
+
+    stats = {"verdict": {"answer": V.NOT_RESOLVED, "why": "no pair of the 7 encoders differs"}, "learning": [],
+             "controls": []}
+    plain = ["Linear-probe accuracy: |r| = 0.67.", "Here linear probing predicts FID better, unlike the paper.",
+             "With 7 encoders the intervals are wide."]
+    lines = summary_lines(verdict_lines(stats), plain)
+    assert lines[0].startswith("Do the spatial metrics predict FID better") and "Not resolved" in lines[0]
+    assert plain[0] in lines and plain[2] in lines and plain[1] not in lines
+    assert summary_lines([], plain) == plain
