@@ -66,7 +66,7 @@ def storage_error(exc: OSError, path: str | os.PathLike) -> OSError:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` atomically; a result (a dict with a provenance block) is sealed with its own hash."""
-    from repabench.integrity import seal
+    from repabench.integrity import jsonable as _jsonable, seal
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(seal(obj), indent=2, sort_keys=False, default=_jsonable) + "\n")
@@ -85,13 +85,3 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); delete it and rerun the stage that writes it") from exc
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,7 +32,7 @@ class IntegrityError(ValueError):
     pass
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):
@@ -43,7 +44,7 @@ def _jsonable(obj: Any) -> Any:
 
 def canonical(obj: Any) -> Any:
     """The value as it reads back from its JSON file (tuples become lists, keys strings, numpy scalars floats)."""
-    return json.loads(json.dumps(obj, default=_jsonable))
+    return json.loads(json.dumps(obj, default=jsonable))
 
 
 def _without(obj: Any, keys: frozenset[str]) -> Any:
@@ -109,8 +110,9 @@ def read_result(path: str | os.PathLike) -> Any:
 
 
 def content_identity(path: str | os.PathLike, max_bytes: int = 64 << 20) -> dict[str, Any]:
-    """How provenance records an input: a store or result JSON by the hash of its content without volatile keys
-    (`content_sha256`), another small file by its SHA-256, a large one by path only."""
+    """How provenance records an input: a store or result JSON by the hash of its content without volatile keys,
+    an .npz by the hash of its members (`content_sha256`), another small file by its SHA-256, a large one by path
+    only."""
     from repabench.provenance import sha256_file
 
     p = Path(path)
@@ -124,8 +126,30 @@ def content_identity(path: str | os.PathLike, max_bytes: int = 64 << 20) -> dict
             return entry
         except ValueError:
             pass
+    if target.suffix == ".npz":  # a zip stamps its members with the time they were written: hash the arrays
+        try:
+            entry["content_sha256"] = npz_content_hash(target)
+            return entry
+        except (ValueError, OSError, zipfile.BadZipFile):  # not a plain npz: its bytes, below
+            pass
     entry["sha256"] = sha256_file(target)
     return entry
+
+
+def npz_content_hash(path: Path) -> str:
+    """Hash of an .npz's arrays; a JSON text array (a `meta` block) without its volatile keys."""
+    digest = hashlib.sha256()
+    with np.load(path, allow_pickle=False) as data:
+        for name in sorted(data.files):
+            array = data[name]
+            body = array.tobytes()
+            if array.dtype.kind == "U" and array.ndim == 0:
+                try:
+                    body = json_hash(json.loads(str(array)), VOLATILE_KEYS).encode()
+                except ValueError:
+                    pass
+            digest.update(f"{name}:{array.dtype.str}:{array.shape}:".encode() + body)
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -143,21 +167,3 @@ def first_nonfinite_row(array: np.ndarray, chunk_bytes: int = 64 << 20) -> int |
         if not ok.all():
             return start + int(np.argmin(ok))
     return None
-
-
-def check_finite(array: np.ndarray, what: str, fix: str) -> None:
-    row = first_nonfinite_row(array)
-    if row is not None:
-        raise IntegrityError(f"{what} holds NaN/inf values (first at row {row}); {fix}")
-
-
-def finite_or_none(values: Mapping[str, Any]) -> list[str]:
-    """Names of the entries of `values` that are not finite numbers."""
-    bad = []
-    for name, value in values.items():
-        try:
-            if not np.isfinite(float(value)):
-                bad.append(name)
-        except (TypeError, ValueError):
-            bad.append(name)
-    return bad

@@ -288,6 +288,17 @@ def test_identical_runs_record_identical_input_hashes(tmp_path, monkeypatch):
     assert P.provenance("x", {}, [other])["inputs"][0]["content_sha256"] != hashes[0]
 
 
+def test_reference_statistics_are_identified_by_their_arrays(tmp_path):
+    from repabench.adm.stages import write_reference
+
+    arrays = {"mu": np.arange(3.0), "sigma": np.eye(3)}
+    for name, speed, shift in (("a", 10.0, 0), ("b", 12.5, 0), ("c", 10.0, 1)):
+        write_reference(tmp_path / f"{name}.npz", {k: v + shift for k, v in arrays.items()},
+                        {"format": "f", "images_per_second": speed, "provenance": {"created": name}})
+    ids = {n: provenance("x", {}, [tmp_path / f"{n}.npz"])["inputs"][0]["content_sha256"] for n in "abc"}
+    assert ids["a"] == ids["b"] != ids["c"]
+
+
 class _Clock:
     """Stands in for the datetime module in repabench.provenance: a fixed `now()`."""
 

@@ -127,8 +127,10 @@ def reference_statistics(source_path: str | Path, weights: str | Path, device, b
         "n_images": source.count,
         "statistics": origin,
         "images_per_second": round(feats.images_per_second, 2),
-        "provenance": provenance("reference_stats", dict(params or {}), [source_path, weights], device,
-                                 inception_sha256=inception["sha256"], source_sha256=source_hash),
+        # no timestamp: identical runs write identical reference files (and record identical input hashes)
+        "provenance": {k: v for k, v in provenance("reference_stats", dict(params or {}), [source_path, weights],
+                                                   device, inception_sha256=inception["sha256"],
+                                                   source_sha256=source_hash).items() if k != "created"},
     }
     return arrays, meta
 
