@@ -283,41 +283,45 @@ def batch_ceiling(measured: dict[str, Any], batch: int, capacity_gib: float, fil
 
 class Runner:
     """Runs the configurations in order within the time budget; a run that would not finish in the budget left
-    (judged by the longest wall time of the same setting so far, scaled up by the batch) is recorded as skipped
-    instead of started."""
+    (judged by the same setting's runs so far: the longest build + compile time plus the steps at the highest
+    time per image and step) is recorded as skipped instead of started."""
 
     def __init__(self, args, device: torch.device, peak: float | None) -> None:
         self.args, self.device, self.peak = args, device, peak
         self.budget = common.Budget(args.budget_s)
-        self.last_wall: dict[str, tuple[float, int]] = {}  # setting -> (wall s, batch)
+        self.cost: dict[str, tuple[float, float]] = {}  # setting -> (fixed s, s per image and step)
+
+    def needed_s(self, setting: Setting, batch: int) -> float:
+        fixed, per_image_step = self.cost.get(setting.name, (0.0, 0.0))
+        return fixed + (self.args.warmup + self.args.steps) * per_image_step * batch
 
     def run(self, model_name, encoder, method, setting: Setting, batch: int, flops):
-        wall, at_batch = self.last_wall.get(setting.name, (0.0, batch))
-        if not self.budget.allows(wall * max(1.0, batch / at_batch)):
+        if not self.budget.allows(self.needed_s(setting, batch)):
             return {"skipped": "time budget"}, flops
         result, flops = run_one(self.args, model_name, encoder, method, setting, batch, self.device, flops)
-        if result["wall_s"] > wall:
-            self.last_wall[setting.name] = (result["wall_s"], batch)
+        if "step_ms" in result:  # wall = build + compile (fixed) + steps x step time (in proportion to the batch)
+            step_s = result["step_ms"] / 1000
+            fixed = max(0.0, result["wall_s"] - (self.args.warmup + self.args.steps) * step_s)
+            old_fixed, old_step = self.cost.get(setting.name, (0.0, 0.0))
+            self.cost[setting.name] = (max(old_fixed, fixed), max(old_step, step_s / batch))
         return result, flops
 
 
-def find_max_batch(runner: Runner, model_name, encoder, method, setting: Setting, measured: dict[str, Any],
-                   batch: int, flops) -> list[tuple[int, dict[str, Any]]]:
+def find_max_batch(runner: Runner, config, encoder, setting: Setting, measured: dict[str, Any], batch: int,
+                   run: Callable[..., dict[str, Any]]) -> int | None:
     """Estimate the largest batch from the memory of a measured run, then run it; on out-of-memory try 3/4 of it
-    (twice at most). Returns the (batch, result) tried, the last one the largest that ran (or the failure)."""
+    (twice at most). Returns the largest batch that ran, or None."""
     args = runner.args
     capacity = common.memory_capacity_gib(runner.device)
     target = min(args.max_batch, batch_ceiling(measured, batch, capacity, args.memory_fill, args.batch_multiple))
-    tried = []
     for _ in range(3):
-        result, flops = runner.run(model_name, encoder, method, setting, target, flops)
-        result.update(largest=True, estimated_ceiling=target, capacity_gib=capacity)
-        tried.append((target, result))
-        print(report_line(setting, target, result, flops["total"], runner.peak) + "  (largest)", flush=True)
+        result = run(config, setting, target, largest=True, estimated_ceiling=target, capacity_gib=capacity)
+        if "images_per_s" in result:
+            return target
         if not result.get("oom") or target <= batch:
-            break
+            return None
         target = max(batch, target * 3 // 4 // args.batch_multiple * args.batch_multiple)
-    return tried
+    return None
 
 
 def print_flops(flops: dict[str, float], model_name: str, latent: int, encoder: torch.nn.Module,
@@ -338,6 +342,32 @@ def print_flops(flops: dict[str, float], model_name: str, latent: int, encoder: 
               f"{(6 * sit + 2 * enc) / 1e9:.1f} GFLOP (FLOP = 2 x multiply-adds, backward = 2 x forward)")
     return {"sit_fwd_bwd": 6 * sit, "encoder": None if enc is None else 2 * enc,
             "total": None if enc is None else 6 * sit + 2 * enc}
+
+
+@dataclass
+class Config:
+    """One model + method + encoder: its JSON record and its runs by (setting, batch)."""
+    model: str
+    method_name: str
+    method: Method
+    encoder: str
+    flops: dict[str, float] | None = None
+    largest: int | None = None  # the largest batch the optimised setting ran at
+
+    def __post_init__(self) -> None:
+        self.record: dict[str, Any] = {"model": self.model, "encoder": self.encoder, "method": self.method_name,
+                                       "flops_per_image": None, "analytic_flops_per_image": None, "runs": []}
+        self.rows: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def keep(self, setting: Setting, batch: int, result: dict[str, Any]) -> None:
+        self.record["runs"].append({"setting": setting.name, "batch": batch, **result})
+        if not result.get("largest"):
+            self.rows[(setting.name, batch)] = result
+
+    def describe(self, latent: int) -> str:
+        m = self.method
+        return (f"{self.model} + {self.method_name} ({m.projector} projector, spatial norm {m.spatial_norm}, "
+                f"coeff {m.coeff}, depth {m.encoder_depth}), latents 4x{latent}x{latent}, encoder {self.encoder}")
 
 
 def batches_of(args) -> dict[str, list[int]]:
@@ -415,48 +445,49 @@ def main() -> int:
         enc_params = sum(p.numel() for p in encoder.parameters()) / 1e6
         print(f"\nencoder {encoder_name} (random init, {enc_params:.1f}M params, D={encoder.embed_dim}, "
               f"built in {time.perf_counter() - began:.1f} s)")
-        for model_name in args.models:
-            for method_name, method in methods.items():
-                flops = None
-                print(f"{model_name} + {method_name} ({method.projector} projector, spatial norm {method.spatial_norm}, "
-                      f"coeff {method.coeff}, depth {method.encoder_depth}), latents 4x{args.latent}x{args.latent}")
-                record: dict[str, Any] = {"model": model_name, "encoder": encoder_name, "method": method_name,
-                                          "flops_per_image": None, "analytic_flops_per_image": None, "runs": []}
-                records.append(record)
+        configs = [Config(model_name, method_name, method, encoder_name) for model_name in args.models
+                   for method_name, method in methods.items()]
+        records += [c.record for c in configs]
 
-                def keep(setting: Setting, batch: int, result: dict[str, Any]) -> None:
-                    record["runs"].append({"setting": setting.name, "batch": batch, **result})
-                    out.update(records=records)
+        def run(config: Config, setting: Setting, batch: int, largest: bool = False, **extra: Any) -> dict[str, Any]:
+            result, config.flops = runner.run(config.model, encoder, config.method, setting, batch, config.flops)
+            if config.record["flops_per_image"] is None and config.flops is not None:
+                config.record["flops_per_image"] = config.flops
+                print(f"{config.describe(args.latent)}")
+                config.record["analytic_flops_per_image"] = print_flops(config.flops, config.model, args.latent,
+                                                                        encoder, config.method)
+            if largest:
+                result.update(largest=True, **extra)
+            print(f"{config.model} + {config.method_name}:" + report_line(setting, batch, result,
+                  config.flops and config.flops["total"], peak) + ("  (largest)" if largest else ""), flush=True)
+            config.keep(setting, batch, result)
+            out.update(records=records)
+            return result
 
-                rows: dict[tuple[str, int], dict[str, Any]] = {}
-                for batch in batches[model_name]:
-                    for setting in all_settings:
-                        result, flops = runner.run(model_name, encoder, method, setting, batch, flops)
-                        if record["flops_per_image"] is None and flops is not None:
-                            record["flops_per_image"] = flops
-                            record["analytic_flops_per_image"] = print_flops(flops, model_name, args.latent,
-                                                                             encoder, method)
-                        print(report_line(setting, batch, result, flops and flops["total"], peak), flush=True)
-                        rows[(setting.name, batch)] = result
-                        keep(setting, batch, result)
-                    base, opt = rows.get(("baseline", batch), {}), rows.get(("optimised", batch), {})
-                    if "images_per_s" in base and "images_per_s" in opt:
-                        print(f"  speed-up  batch {batch:5d}: {opt['images_per_s'] / base['images_per_s']:.2f}x")
-                measured = [(b, rows[("optimised", b)]) for b in batches[model_name]
-                            if "images_per_s" in rows.get(("optimised", b), {})]
-                find_max = args.find_max is not None and (not args.find_max or model_name in args.find_max)
-                if find_max and measured and flops is not None:
-                    batch, result = max(measured, key=lambda item: item[0])
-                    tried = find_max_batch(runner, model_name, encoder, method, optimised, result, batch, flops)
-                    for tried_batch, tried_result in tried:
-                        keep(optimised, tried_batch, tried_result)
-                    largest, best = tried[-1]
-                    if "images_per_s" in best and not args.skip_baseline:
-                        result, _ = runner.run(model_name, encoder, method, all_settings[0], largest, flops)
-                        result["largest"] = True
-                        print(report_line(all_settings[0], largest, result, flops["total"], peak) + "  (largest)",
-                              flush=True)
-                        keep(all_settings[0], largest, result)
+        # breadth first, cheapest first, so that a short budget still yields a figure of every configuration:
+        # every baseline (eager, no compilation), every optimised run, then the largest batches
+        for setting in all_settings:
+            for config in configs:
+                for batch in batches[config.model]:
+                    run(config, setting, batch)
+        for config in configs:
+            find_max = args.find_max is not None and (not args.find_max or config.model in args.find_max)
+            measured = [(b, r) for (name, b), r in config.rows.items() if name == "optimised" and "images_per_s" in r]
+            if find_max and measured and config.flops is not None:
+                batch, result = max(measured, key=lambda item: item[0])
+                config.largest = find_max_batch(runner, config, encoder, optimised, result, batch, run)
+        for config in configs:
+            if config.largest and not args.skip_baseline:
+                run(config, all_settings[0], config.largest, largest=True)
+        for config in configs:
+            for run_record in config.record["runs"]:
+                if run_record["setting"] != "optimised" or "images_per_s" not in run_record:
+                    continue
+                base = next((r for r in config.record["runs"] if r["setting"] == "baseline"
+                             and r["batch"] == run_record["batch"] and "images_per_s" in r), None)
+                if base:
+                    print(f"speed-up {config.model} + {config.method_name} batch {run_record['batch']}: "
+                          f"{run_record['images_per_s'] / base['images_per_s']:.2f}x")
         del encoder
         common.free_memory(device)
     out.finish(records=records)

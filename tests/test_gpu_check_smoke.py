@@ -140,19 +140,21 @@ def test_runner_skips_what_the_budget_cannot_hold(bench_train, monkeypatch):
     calls = []
 
     def fake_run_one(args, model, encoder, method, setting, batch, device, flops):
-        calls.append(batch)
-        return {"images_per_s": 1.0, "wall_s": 10.0}, flops
+        calls.append(batch)  # every run: 30 s wall, of which 10 steps of 1 s
+        return {"images_per_s": 1.0, "wall_s": 30.0, "step_ms": 1000.0}, flops
 
     monkeypatch.setattr(bench_train, "run_one", fake_run_one)
-    args = type("Args", (), {"budget_s": 100.0})()
+    args = type("Args", (), {"budget_s": 150.0, "warmup": 2, "steps": 8})()
     runner = bench_train.Runner(args, None, None)
     setting = bench_train.Setting("optimised", "bf16", True, True, True, True)
-    assert runner.run("m", None, None, setting, 32, None)[0]["wall_s"] == 10.0  # nothing known yet: runs
-    # the longest wall so far: 10 s at batch 32; batch 256 needs 10 x 256 / 32 = 80 s of the ~100 s left
-    assert runner.run("m", None, None, setting, 256, None)[0]["wall_s"] == 10.0
-    runner.budget.seconds = 50.0
-    assert runner.run("m", None, None, setting, 256, None)[0] == {"skipped": "time budget"}  # 80 s > ~50 s
-    assert runner.run("m", None, None, setting, 128, None)[0]["wall_s"] == 10.0  # 40 s < ~50 s
+    assert runner.needed_s(setting, 32) == 0  # nothing known yet
+    assert "skipped" not in runner.run("m", None, None, setting, 32, None)[0]
+    # fixed 30 - 10 x 1 = 20 s, 1/32 s per image and step: batch 256 needs 20 + 10 x 256 / 32 = 100 s
+    assert runner.needed_s(setting, 256) == pytest.approx(100.0)
+    assert "skipped" not in runner.run("m", None, None, setting, 256, None)[0]  # 100 s < ~150 s left
+    runner.budget.seconds = 90.0
+    assert runner.run("m", None, None, setting, 256, None)[0] == {"skipped": "time budget"}  # 100 s > ~90 s
+    assert "skipped" not in runner.run("m", None, None, setting, 128, None)[0]  # 20 + 40 = 60 s < ~90 s
     baseline = bench_train.Setting("baseline", "fp32", False, False, False, False)
-    assert runner.run("m", None, None, baseline, 256, None)[0]["wall_s"] == 10.0  # per setting: nothing known yet
+    assert "skipped" not in runner.run("m", None, None, baseline, 256, None)[0]  # per setting: nothing known yet
     assert calls == [32, 256, 128, 256]
