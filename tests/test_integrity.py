@@ -84,16 +84,9 @@ def train_data(tmp_path):
 
 
 def run_train(argv):
-    import repabench.train as train
-    from test_train_support import stand_in_builder
+    from test_train_support import train_in_process
 
-    threads = torch.get_num_threads()
-    original, train.build_target_encoder = train.build_target_encoder, stand_in_builder
-    try:
-        return train.train_main(argv)
-    finally:
-        train.build_target_encoder = original
-        torch.set_num_threads(threads)
+    return train_in_process(argv)
 
 
 def assert_nothing_saved(out: Path, state_root: Path):

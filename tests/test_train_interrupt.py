@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import repabench.train as train
-from test_train_support import make_data, stand_in_builder, train_argv
+from test_train_support import make_data, train_argv, train_in_process as run_in_process
 
 SCRIPT = Path(__file__).resolve().parent / "test_train_support.py"
 LONG = {"steps": 60, "checkpoint_steps": [30, 60], "state_every": 5, "log_every": 10}
@@ -26,14 +26,6 @@ def data(tmp_path_factory):
     return make_data(tmp_path_factory.mktemp("interrupt-data"))
 
 
-def run_in_process(argv):
-    threads = torch.get_num_threads()
-    original, train.build_target_encoder = train.build_target_encoder, stand_in_builder
-    try:
-        return train.train_main(argv)
-    finally:
-        train.build_target_encoder = original
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,20 @@ def stand_in_builder(name: str, weights_dir) -> nn.Module:
     return StandInEncoder()
 
 
+
+def train_in_process(argv) -> int:
+    """`python -m repabench train argv` in this process with the stand-in encoder (thread count restored)."""
+    import repabench.train as train
+
+    threads = torch.get_num_threads()
+    original, train.build_target_encoder = train.build_target_encoder, stand_in_builder
+    try:
+        return train.train_main(argv)
+    finally:
+        train.build_target_encoder = original
+        torch.set_num_threads(threads)
+
+
 def make_data(root: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, CLASSES, N_IMAGES).astype(np.int64)
