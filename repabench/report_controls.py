@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from repabench.report import Inputs, Section, Setting, Table, _finite, _num, canonical_model, display_model, method_label
-
-Z95 = 1.959963984540054
+from repabench.verdict import Z95
 
 
 def fid_with_interval(fid: Any, sd: Any) -> str:

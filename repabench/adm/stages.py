@@ -35,7 +35,6 @@ register(WeightSpec(
 REFERENCE_FORMAT = "repabench-adm-reference-v1"
 CSV_COLUMNS = ("Steps", "FID", "sFID", "IS", "Precision", "Recall")
 DEFAULTS = {"batch_size": 250, "pr_fp16": True, "frechet": "auto", "fid_bootstrap": 200, "bootstrap_seed": 0}
-INTERVAL_Z = 1.959963984540054  # two-sided 95% of the normal
 NO_LOGITS = ("these Inception weights have no logits layer (fid-helper ships none); use the torch-fidelity "
              "weights (evaluate.inception: torch-fidelity) for IS")
 
@@ -166,12 +165,13 @@ def fid_noise(acts: np.ndarray, ref, fid: float, n_boot: int, seed: int) -> dict
     the estimate, and the bootstrap percentiles (resampling with replacement biases FID upward, so the
     percentile interval sits above the estimate; the SD is what comparisons use)."""
     from repabench.adm.metrics import bootstrap_fids, bootstrap_indices
+    from repabench.verdict import Z95
 
     if n_boot < 2:
         return None
     fids = bootstrap_fids(acts, ref, bootstrap_indices(len(acts), n_boot, seed))
     sd = float(np.std(fids, ddof=1))
-    return {"sd": sd, "interval": [fid - INTERVAL_Z * sd, fid + INTERVAL_Z * sd],
+    return {"sd": sd, "interval": [fid - Z95 * sd, fid + Z95 * sd],
             "percentile_interval": [float(np.percentile(fids, 2.5)), float(np.percentile(fids, 97.5))],
             "n_boot": n_boot, "seed": seed, "level": 0.95,
             "method": "bootstrap over generated samples, reference statistics fixed"}
