@@ -58,7 +58,7 @@ def noise_section(inputs: Inputs, setting: Setting, methods: Sequence[str]) -> S
     section.paragraphs.append(
         "Every FID carries the SD of its own sampling noise: a bootstrap over the generated samples with the "
         "reference statistics fixed (evaluate.fid_bootstrap resamples); ± is the half-width of the 95% interval. "
-        f"A difference counts as resolved when it exceeds 1.96·sqrt(sd_a² + sd_b²). {floor['rule']}.")
+        "A difference counts as resolved when it exceeds 1.96·sqrt(sd_a² + sd_b²).")
     pairs = floor.get("setting_pairs") or {}
     if pairs.get("n_pairs"):
         section.paragraphs.append(
