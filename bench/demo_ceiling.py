@@ -24,6 +24,7 @@ from repabench.adm.features import extract
 from repabench.adm.metrics import Statistics, frechet_distance, statistics
 from repabench.adm.stages import _model, read_reference
 from repabench.atomic import atomic_path
+from repabench.sample import to_uint8
 from repabench.vae import PCAAutoencoder
 
 
@@ -42,8 +43,7 @@ class ArraySource:
 def reconstruct(autoencoder: PCAAutoencoder, images: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)
     z = autoencoder.encode_moments(x)[:, :autoencoder.channels]
-    decoded = (autoencoder.decode(z) + 1) * 127.5
-    return decoded.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_uint8(autoencoder.decode(z))  # quantised as generated samples are
 
 
 def main() -> None:
