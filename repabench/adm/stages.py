@@ -20,17 +20,8 @@ from repabench.atomic import atomic_path, read_json, write_json, write_text
 from repabench.integrity import read_result
 from repabench.params import load_params, resolve_device, setup, stage_parser
 from repabench.provenance import params_hash, provenance, sha256_file
-from repabench.weights import WeightSpec, register
 
 log = logging.getLogger(__name__)
-
-register(WeightSpec(
-    "VIRTUAL_imagenet256_labeled.npz",
-    "url:https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/"
-    "VIRTUAL_imagenet256_labeled.npz",
-    None,
-    note="ADM's ImageNet-256 reference batch: mu/sigma/mu_s/sigma_s of the whole dataset + 10k images (arr_0)",
-))
 
 REFERENCE_FORMAT = "repabench-adm-reference-v1"
 CSV_COLUMNS = ("Steps", "FID", "sFID", "IS", "Precision", "Recall")

