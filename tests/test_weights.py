@@ -46,3 +46,40 @@ def test_fetch_with_wrong_checksum_writes_nothing(tmp_path):
 def test_unknown_package_is_a_clear_error(tmp_path):
     with pytest.raises(WeightError, match="not installed"):
         fetch(WeightSpec("x", "package:no_such_package_here/x.pt"), tmp_path)
+
+
+def _listed_weights() -> dict[str, str]:
+    """`python -m repabench fetch_weights --list` in a fresh interpreter: {name: source}."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "repabench", "fetch_weights", "--list"], capture_output=True,
+                            text=True, timeout=120, check=True)
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    return {row[0]: row[1] for row in rows}
+
+
+def test_fetch_weights_list_names_every_weight_the_code_knows():
+    """Whatever any module of the package holds as a weight spec once imported is listed, with its source."""
+    import importlib
+    import pkgutil
+
+    import repabench
+
+    for module in pkgutil.walk_packages(repabench.__path__, "repabench."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    listed = _listed_weights()
+    assert listed == {name: spec.source for name, spec in weights.WEIGHTS.items()}
+
+
+def test_every_weight_the_workflow_requests_can_be_fetched():
+    """The files encoders, evaluation and the SD-VAE load are all in the list `fetch_weights` serves."""
+    import repabench.encoders as enc
+    from repabench.vae import SD_VAE_WEIGHTS
+
+    needed = {w for name in enc.known_encoders() for w in enc.weight_names(name)}
+    needed |= {SD_VAE_WEIGHTS.name, "inception-2015-12-05-fid-helper.pt", "pt_inception-2015-12-05-6726825d.pth",
+               "VIRTUAL_imagenet256_labeled.npz"}
+    assert len(needed) > 50
+    assert needed <= set(_listed_weights())
