@@ -3,7 +3,7 @@
     python .test/make_published_bundle.py .test/published
 
 Nothing here is the authors' data: weights, features and numbers are random, seeded, and small. The layouts are
-upstream's (upstream-spec.md; End2End-Diffusion/iREPA commit 99ad4ac):
+upstream's (docs/upstream-facts.md; End2End-Diffusion/iREPA commit 99ad4ac):
 
 * `exps_irepa_400k/<exp>/checkpoints/<step:07d>.pt`: `torch.save` of `{"model", "ema", "opt", "args", "steps"}`
   with `args` an `argparse.Namespace` (ldm/train.py, the checkpoint dict at `checkpointing_steps`); SiT keys as

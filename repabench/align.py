@@ -1,4 +1,6 @@
-"""The training objective: linear-path flow matching plus the REPA/iREPA alignment loss (upstream-spec §2.1-2.3).
+"""The training objective: linear-path flow matching plus the REPA/iREPA alignment loss.
+
+Facts in docs/upstream-facts.md §2.1-2.3.
 
 A method is data (a named config entry): projector kind and size, conv kernel, attachment depth, spatial
 normalisation of the encoder targets and the alignment-loss coefficient.

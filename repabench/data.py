@@ -92,11 +92,6 @@ def list_image_folder(root: str | os.PathLike, max_images: int | None = None) ->
     return files, labels, classes
 
 
-def load_mask(path: Path, size: int) -> np.ndarray:
-    mask = Image.open(path).convert("L").resize((size, size))
-    return (np.asarray(mask) > 0).astype(np.uint8)
-
-
 def write_image_folder_store(root, out, resolution: int, max_images: int | None = None,
                              mask_dir: str | None = None, threads: int = 8, meta: dict | None = None) -> Path:
     files, labels, classes = list_image_folder(root, max_images)

@@ -1,4 +1,4 @@
-"""Linear probe of global information: `<encoder>-none-mean` (upstream-spec §8; the protocol is ours).
+"""Linear probe of global information: `<encoder>-none-mean` (docs/upstream-facts.md §8; the protocol is ours).
 
 Features are the encoder's final patch tokens, mean-pooled over the grid with no spatial
 normalisation. One linear layer is trained with cross-entropy; the reported number is the best

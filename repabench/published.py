@@ -1,8 +1,9 @@
 """Published numbers of the iREPA study (arXiv 2512.10794, project page), as data.
 
-Every value carries its source as named in `upstream-spec.md` §9: `FIG` is the paper's correlation figure,
-`PAGE` the project page (its "Trend" paragraphs and Table 3). The report puts these beside our numbers where
-the encoder strings coincide; the paper's setting is SiT-XL/2 + REPA, 100K steps, 50K SDE-250 samples, no CFG.
+Every value carries its source as named in `docs/upstream-facts.md` (§9 and its table of sources): `FIG` is the
+paper's correlation figure, `PAGE` the project page (its "Trend" paragraphs and Table 3). The report puts these
+beside our numbers where the encoder strings coincide; the paper's setting is SiT-XL/2 + REPA, 100K steps, 50K
+SDE-250 samples, no CFG.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Sampling: the SDE/ODE samplers of the linear flow and sharded, world-size independent generation.
 
 Time runs from t = 1 (noise) to t = 0 (data); the model predicts the velocity d x_t / d t = eps - x0
-of x_t = (1 - t) x0 + t eps. The samplers follow upstream-spec §5.1: float64 state, the network
+of x_t = (1 - t) x0 + t eps. The samplers follow docs/upstream-facts.md §5.1: float64 state, the network
 evaluated in float32 (optionally under bf16 autocast), CFG with a guidance interval.
 
 Generation does not depend on the number of processes: image i draws its label, its initial noise and

@@ -1,6 +1,6 @@
 """SiT: the class-conditional latent diffusion transformer of REPA/iREPA, plus the alignment projectors.
 
-Re-implemented from the facts in reference/upstream-spec.md §1: adaLN-Zero blocks, fixed 2D sin-cos position
+Re-implemented from the facts in docs/upstream-facts.md §1: adaLN-Zero blocks, fixed 2D sin-cos position
 embedding, continuous t in [0, 1] (t = 1 is noise), null class = num_classes, velocity output. The decoder width
 equals the hidden width for every size (upstream SiT-S/2 crashes because it does not).
 
@@ -11,7 +11,7 @@ Projectors map the hidden state after block `encoder_depth` (1-based) to an enco
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -301,10 +301,6 @@ def generator_kwargs(model: SiT, class_dropout_prob: float) -> dict[str, Any]:
 def generator_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A state dict without projector weights (generation needs none)."""
     return {k: v for k, v in state.items() if not k.startswith(_PROJECTOR_PREFIX)}
-
-
-def projector_specs_to_json(specs: list[ProjectorSpec]) -> list[dict[str, Any]]:
-    return [asdict(spec) for spec in specs]
 
 
 def load_generator(ckpt_path: str | Path, device: Any = "cpu") -> tuple[SiT, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Spatial-structure metrics of encoder patch tokens: LDS, CDS, SRSS and RMSC (upstream-spec §7).
+"""Spatial-structure metrics of encoder patch tokens: LDS, CDS, SRSS and RMSC (docs/upstream-facts.md §7).
 
 Every metric gives one value per image, computed from the cosine Gram matrix K of the image's
 L2-normalised tokens on a square token grid, with Manhattan distances between grid cells:

@@ -25,7 +25,6 @@ log = logging.getLogger("repabench.stats")
 PREDICTORS = ("LP", "LDS", "CDS", "SRSS", "RMSC")
 SPATIAL = ("LDS", "CDS", "SRSS", "RMSC")
 MIN_ENCODERS = 3
-Z95 = 1.959963984540054
 
 
 def fisher_ci(r: float, n: int, level: float = 0.95) -> list[float] | None:

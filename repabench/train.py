@@ -1,4 +1,4 @@
-"""Training SiT with REPA / iREPA on cached latents: the `train` stage (upstream-spec §2).
+"""Training SiT with REPA / iREPA on cached latents: the `train` stage (docs/upstream-facts.md §2).
 
 One run = (model, encoder(s), method). A step: a fresh posterior sample x0 = (mean + std*eps - bias) * scale,
 t ~ U(0,1), x_t = (1-t) x0 + t eps', loss = MSE(v_pred, eps' - x0) + coeff * mean_enc(-cos(proj(h), target)),

@@ -1,6 +1,6 @@
 """Importers: the authors' published files (upstream iREPA layouts) -> the workflow's own files.
 
-Every downstream rule then runs unchanged on the imported files. Layouts (upstream-spec.md, checked against
+Every downstream rule then runs unchanged on the imported files. Layouts (docs/upstream-facts.md, checked against
 `End2End-Diffusion/iREPA` commit 99ad4ac):
 
 * checkpoint (§2.7; `ldm/train.py`): a pickled dict `{"model", "ema", "opt", "args": argparse.Namespace, "steps"}`;
@@ -197,7 +197,7 @@ def import_latent_stats(src: str | os.PathLike, dst: str | os.PathLike, hint: st
         raise UpstreamError(f"{src} cannot be read ({type(exc).__name__}); truncated or corrupt: "
                             f"{_refetch(src, hint)}") from None
     if not isinstance(raw, dict) or not {"latents_scale", "latents_bias"} <= set(raw):
-        raise UpstreamError(f"{src} needs the keys latents_scale and latents_bias (upstream-spec §3.3)")
+        raise UpstreamError(f"{src} needs the keys latents_scale and latents_bias (docs/upstream-facts.md §3.3)")
     scale = torch.as_tensor(raw["latents_scale"], dtype=torch.float64).flatten()
     bias = torch.as_tensor(raw["latents_bias"], dtype=torch.float64).flatten()
     if scale.shape != bias.shape:
@@ -291,7 +291,7 @@ def load_features(path: Path, hint: str | None = None) -> np.ndarray:
         raise UpstreamError(f"{path} cannot be read ({type(exc).__name__}); truncated or corrupt: "
                             f"{_refetch(path, hint)}") from None
     if not isinstance(value, torch.Tensor) or value.ndim != 3:
-        raise UpstreamError(f"{path}: expected a tensor [N, T, D] (upstream-spec §7.1), got "
+        raise UpstreamError(f"{path}: expected a tensor [N, T, D] (docs/upstream-facts.md §7.1), got "
                             f"{getattr(value, 'shape', type(value).__name__)}")
     if value.dtype == torch.bfloat16:
         value = value.float()

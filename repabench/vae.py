@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repabench.atomic import atomic_path, read_json, write_json
+from repabench.atomic import atomic_path, write_json
 from repabench.params import load_params, resolve_device, setup, stage_parser
 from repabench.provenance import provenance
 from repabench.integrity import content_identity
@@ -225,8 +225,3 @@ def latent_stats_main(argv: list[str]) -> int:
     stats["provenance"] = provenance("latent_stats", params, [args.latents])
     write_json(args.out, stats)
     return 0
-
-
-def read_latent_stats(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    stats = read_json(path)
-    return torch.tensor(stats["bias"]).view(1, -1, 1, 1), torch.tensor(stats["scale"]).view(1, -1, 1, 1)

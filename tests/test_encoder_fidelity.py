@@ -2,7 +2,7 @@
 
 Tiny random-init copies of every family's architecture (depth 2, width 32) are run through the registry's wrapper
 and compared with a hand-written forward pass whose family-specific operations come from the table below, written
-from upstream-spec §4.2 and the upstream model definitions (OpenAI CLIP: QuickGELU, LN eps 1e-5, ln_pre, no
+from docs/upstream-facts.md §4.2 and the upstream model definitions (OpenAI CLIP: QuickGELU, LN eps 1e-5, ln_pre, no
 ln_post; HF SigLIP: gelu_pytorch_tanh; ...), not from the registry.
 """
 

@@ -18,7 +18,7 @@ from repabench.weights import WEIGHTS, WeightError, fetch
 
 torch.set_num_threads(2)
 
-# D of upstream-spec §4.2 (and of our demo encoders), written out independently of the registry.
+# D of docs/upstream-facts.md §4.2 (and of our demo encoders), written out independently of the registry.
 UPSTREAM_DIMS = {
     "dinov2-vit-b": 768, "dinov2-vit-l": 1024, "dinov2-vit-g": 1536,
     "dinov3-vit-b16": 768, "dinov3-vit-l16": 1024, "dinov3-vit-h16plus": 1280, "dinov3-vit-7b16": 4096,
@@ -129,7 +129,7 @@ def test_vit_rebuilds_for_a_new_grid():
 
 # --- preprocessing per family against hand-computed expectations --------------------------------------------
 
-# encoder: (resize mode, antialias, input side at grid 16, mean, std, order) from upstream-spec §4.2
+# encoder: (resize mode, antialias, input side at grid 16, mean, std, order) from docs/upstream-facts.md §4.2
 EXPECTED_PREPROCESSING = {
     "dinov2-vit-b": ("bicubic", False, 224, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize"),
     "webssl-vit-dino1b_full2b_224": ("bicubic", False, 224, IMAGENET_MEAN, IMAGENET_STD, "norm_then_resize"),

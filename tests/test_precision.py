@@ -1,7 +1,7 @@
 """Precision of each stage is what the preset says; the paper presets default to upstream's.
 
-Upstream (upstream-spec §2.4, §2.3, §5.2): training under fp16 autocast with a GradScaler, the encoder targets
-under the same autocast, TF32 on; sampling in fp32 with TF32. bf16 is a named option (faster), recorded in
+Upstream (docs/upstream-facts.md §2.4, §2.3, §5.2): training under fp16 autocast with a GradScaler, the encoder
+targets under the same autocast, TF32 on; sampling in fp32 with TF32. bf16 is a named option (faster), recorded in
 provenance.
 """
 

@@ -11,7 +11,7 @@ from repabench import sample as S
 
 
 # ------------------------------------------------------------------------------------------------------------
-# oracles written directly from upstream-spec §5.1, in numpy float64
+# oracles written directly from docs/upstream-facts.md §5.1, in numpy float64
 
 
 def oracle_sde(v_fn, x, y, steps, noises, cfg=1.0, lo=0.0, hi=1.0, null=10):

@@ -1,4 +1,4 @@
-"""SiT family: parameter counts against upstream-spec §1.1, init rules, projectors, checkpoint loading."""
+"""SiT family: parameter counts against docs/upstream-facts.md §1.1, init rules, projectors, checkpoint loading."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from repabench.sit import (MODEL_CONFIGS, ConvProjector, ProjectorSpec, build_sit, load_generator, model_name,
                            model_slug, sincos_pos_embed_2d, timestep_embedding)
 
-# upstream-spec §1.1: all model.parameters() at 256 px (latent 32), 1000 classes + null, no projector
+# docs/upstream-facts.md §1.1: all model.parameters() at 256 px (latent 32), 1000 classes + null, no projector
 UPSTREAM_COUNTS = {"SiT-S/2": 32_957_200, "SiT-B/2": 130_500_112, "SiT-L/2": 458_086_416, "SiT-XL/2": 675_111_184}
 
 

@@ -3,7 +3,7 @@
 Every input is written here in the upstream layout by `.test/make_published_bundle.py`, whose docstring names the
 source of each layout (End2End-Diffusion/iREPA commit 99ad4ac: ldm/train.py for checkpoints, ldm/models/sit.py for
 the key names, metrics/spatial_metrics_comparison.py for features, masks and stats files, REPA's
-preprocessing/dataset_tools.py for the per-image latents; upstream-spec.md §2.7, §3.3-3.4, §7.1).
+preprocessing/dataset_tools.py for the per-image latents; docs/upstream-facts.md §2.7, §3.3-3.4, §7.1).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The registry table: every encoder string, its family, embedding size, preprocessing and weight files.
 
 Torch-free on purpose: Snakemake imports this (through `repabench.encoders`) to validate the config and to
-find each encoder's weight inputs. Facts from upstream-spec §4.2. An encoder names its weight files; where
+find each encoder's weight inputs. Facts from docs/upstream-facts.md §4.2. An encoder names its weight files; where
 each one comes from and its checksum is `repabench.weight_catalog`.
 """
 
