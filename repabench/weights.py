@@ -17,7 +17,7 @@ from pathlib import Path
 from repabench.atomic import atomic_path, read_json, write_json
 from repabench.params import load_params, setup, stage_parser
 from repabench.provenance import sha256_file
-from repabench.weight_catalog import WEIGHTS, WeightSpec
+from repabench.weight_catalog import WEIGHTS, WeightFile
 
 VERIFY_LIMIT_BYTES = 2 << 30  # larger files are checked by size + sidecar at load, fully at fetch
 
@@ -32,10 +32,10 @@ def sidecar(path: Path) -> Path:
 
 def _package_file(source: str) -> Path:
     package, _, rel = source.partition("/")
-    spec = importlib.util.find_spec(package)  # find_spec does not import the package
-    if spec is None or not spec.submodule_search_locations:
+    module = importlib.util.find_spec(package)  # find_spec does not import the package
+    if module is None or not module.submodule_search_locations:
         raise WeightError(f"python package {package!r} is not installed (needed for {source}); run `make install`")
-    return Path(list(spec.submodule_search_locations)[0]) / rel
+    return Path(list(module.submodule_search_locations)[0]) / rel
 
 
 def _tree_sha256(directory: Path) -> str:
@@ -52,19 +52,19 @@ def _checksum(path: Path) -> str:
     return _tree_sha256(path) if path.is_dir() else sha256_file(path)
 
 
-def _expect(spec: WeightSpec, actual: str, path: Path) -> None:
-    prefix = spec.extra.get("sha256_prefix")
-    if spec.sha256 and actual != spec.sha256:
-        raise WeightError(f"{path}: SHA-256 {actual} does not match the expected {spec.sha256} for {spec.name}; "
-                          f"delete it and rerun fetch_weights (source {spec.source})")
+def _expect(weight: WeightFile, actual: str, path: Path) -> None:
+    prefix = weight.extra.get("sha256_prefix")
+    if weight.sha256 and actual != weight.sha256:
+        raise WeightError(f"{path}: SHA-256 {actual} does not match the expected {weight.sha256} for {weight.name}; "
+                          f"delete it and rerun fetch_weights (source {weight.source})")
     if prefix and not actual.startswith(prefix):
-        raise WeightError(f"{path}: SHA-256 {actual} does not start with {prefix} as expected for {spec.name}")
+        raise WeightError(f"{path}: SHA-256 {actual} does not start with {prefix} as expected for {weight.name}")
 
 
-def fetch(spec: WeightSpec, dest_dir: str | os.PathLike) -> Path:
-    """Copy or download `spec` into `dest_dir/<name>`, verify it and write its sidecar."""
-    dest = Path(dest_dir) / spec.name
-    kind, _, rest = spec.source.partition(":")
+def fetch(weight: WeightFile, dest_dir: str | os.PathLike) -> Path:
+    """Copy or download `weight` into `dest_dir/<name>`, verify it and write its sidecar."""
+    dest = Path(dest_dir) / weight.name
+    kind, _, rest = weight.source.partition(":")
     directory = kind == "hfrepo"
     with atomic_path(dest, directory=directory) as tmp:
         if kind == "package":
@@ -84,11 +84,11 @@ def fetch(spec: WeightSpec, dest_dir: str | os.PathLike) -> Path:
             else:
                 shutil.copyfile(hf_hub_download(repo, filename, revision=revision or None), tmp)
         else:
-            raise WeightError(f"unknown weight source {spec.source!r} for {spec.name}")
+            raise WeightError(f"unknown weight source {weight.source!r} for {weight.name}")
         actual = _checksum(tmp)
-        _expect(spec, actual, dest)
-    write_json(sidecar(dest), {"name": spec.name, "source": spec.source, "sha256": actual,
-                               "bytes": _size(dest), "note": spec.note})
+        _expect(weight, actual, dest)
+    write_json(sidecar(dest), {"name": weight.name, "source": weight.source, "sha256": actual,
+                               "bytes": _size(dest), "note": weight.note})
     return dest
 
 
@@ -97,8 +97,8 @@ def _size(path: Path) -> int:
 
 
 def fetch_hint(name: str, dest: Path) -> str:
-    spec = WEIGHTS.get(name)
-    how = f" ({spec.note})" if spec and spec.note else ""
+    weight = WEIGHTS.get(name)
+    how = f" ({weight.note})" if weight and weight.note else ""
     return (f"run `snakemake {dest}` or `python -m repabench fetch_weights --name {name} --out-dir {dest.parent}`"
             f"{how}")
 
@@ -112,8 +112,8 @@ def verified_path(path: str | os.PathLike, name: str | None = None, hint: str | 
     if not path.exists():
         raise WeightError(f"weight file {path} is missing; {hint or fetch_hint(name, path)}")
     record_file = sidecar(path)
-    spec = WEIGHTS.get(name)
-    expected = spec.sha256 if spec else None
+    weight = WEIGHTS.get(name)
+    expected = weight.sha256 if weight else None
     record = read_json(record_file) if record_file.exists() else None
     if record is None and expected is None:
         raise WeightError(f"{path} has no checksum record ({record_file.name}); {hint or fetch_hint(name, path)}")

@@ -89,7 +89,7 @@ def test_adding_an_encoder_a_method_and_a_config_key_as_the_page_says(tmp_path):
 
     # encoder, step 1: its weight file in the weight catalog
     with open(copy / "repabench" / "weight_catalog.py", "a") as catalog:
-        catalog.write(f"\n_add(WeightSpec({NEW_WEIGHT!r}, {lite0.source!r}, {lite0.sha256!r}, note='test'))\n")
+        catalog.write(f"\n_add(WeightFile({NEW_WEIGHT!r}, {lite0.source!r}, {lite0.sha256!r}, note='test'))\n")
     # encoder, step 2: its registry entry, naming the weight
     with open(copy / "repabench" / "encoders" / "catalog.py", "a") as catalog:
         catalog.write(f"\n_add(EncoderSpec({NEW_ENCODER!r}, 'effnet', 112, EFFNET_PREP, (_weight({NEW_WEIGHT!r}),),"

