@@ -146,6 +146,17 @@ def test_slugs_round_trip():
         model_name("sit-q-2")
 
 
+def test_a_slug_is_its_own_slug_and_unknown_sizes_are_refused():
+    """Result files name a model by slug or by name; both give the same slug, anything else is an error."""
+    for name in MODEL_CONFIGS:
+        size, patch = name.removeprefix("SiT-").split("/")
+        slug = f"sit-{size.lower()}-{patch}"
+        assert model_slug(name) == model_slug(slug) == slug
+    for bad in ("SiT-Q/2", "sit-b-3", "SiT-B", ""):
+        with pytest.raises(ValueError, match="unknown model"):
+            model_slug(bad)
+
+
 def test_load_generator_round_trip(tmp_path):
     torch.manual_seed(0)
     model = build_sit("SiT-T/2", 8, num_classes=3, projectors=[ProjectorSpec("conv", 7)], encoder_depth=2)
