@@ -26,7 +26,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "spatial_metrics": ("repabench.spatial:spatial_metrics_main", "LDS, CDS, SRSS, RMSC of encoder features"),
     "linear_probe": ("repabench.probe:linear_probe_main", "linear-probe accuracy of mean-pooled patch tokens"),
     "correlate": ("repabench.stats:correlate_main", "Pearson/Spearman of LP and spatial metrics against FID"),
-    "report": ("repabench.report:report_main", "render the HTML and PDF report"),
+    "report": ("repabench.report.stage:report_main", "render the HTML and PDF report"),
     "fetch_published": ("repabench.published_files:fetch_published_main",
                         "resolve a file of the authors' REPA-E/iREPA-collections into resources/published/"),
     "import_checkpoint": ("repabench.upstream:import_checkpoint_main", "upstream checkpoint (ema, args) -> ours"),

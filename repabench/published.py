@@ -20,8 +20,6 @@ SETTING = {
     "n_encoders": 27,
 }
 
-PREDICTORS = ("LP", "LDS", "CDS", "SRSS", "RMSC")
-
 # Pearson r of each predictor against FID over the 27 encoders (§9.1; FIG and PAGE).
 CORRELATION_R: Mapping[str, float] = {
     "LP": -0.260,
@@ -111,3 +109,8 @@ def ablation_row(projector: str, spatial_norm: str) -> AblationRow | None:
 
 def published_encoder(encoder: str) -> EncoderResult | None:
     return ENCODERS.get(encoder)
+
+
+N_ENCODERS_LABEL = f"{SETTING['n_encoders']} encoders"
+MODEL_STEPS_LABEL = f"{SETTING['model']}, {SETTING['step'] // 1000}K steps"  # SiT-XL/2, 100K steps
+SETTING_LABEL = f"{SETTING['model']}, {SETTING['method']}, {SETTING['step'] // 1000}K steps"

@@ -18,12 +18,11 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from repabench.columns import PREDICTORS, SPATIAL
 from repabench.sizes import model_slug
 
 log = logging.getLogger("repabench.stats")
 
-PREDICTORS = ("LP", "LDS", "CDS", "SRSS", "RMSC")
-SPATIAL = ("LDS", "CDS", "SRSS", "RMSC")
 MIN_ENCODERS = 3
 
 
@@ -263,6 +262,25 @@ def method_changes(fids, encoders, baseline: str) -> list[dict[str, Any]]:
     return out
 
 
+def correlated_setting(report: dict[str, Any], models: Sequence[str], methods: Sequence[str],
+                       fids: dict[tuple[str, str, int], Any]) -> tuple[str, str, int]:
+    """The (model slug, method, step) whose FIDs are correlated, and the method every other one is compared with:
+    report.model, else the first model; report.method, else the first method; report.step, else the last step
+    evaluated for that pair. The one resolution of the study: the report reads it from correlation.json."""
+    model = model_slug(report.get("model") or models[0])
+    method = str(report.get("method") or methods[0])
+    steps = sorted(k[2] for k in fids if k[:2] == (model, method))
+    if not steps:
+        raise SystemExit(
+            f"no FID for model {model!r} with method {method!r} in the eval files (present: "
+            f"{', '.join('/'.join(map(str, k)) for k in sorted(fids))}); fix report.model / report.method"
+        )
+    step = int(report["step"]) if report.get("step") is not None else steps[-1]
+    if (model, method, step) not in fids:
+        raise SystemExit(f"no FID at step {step} for {model}/{method} (present: {steps}); fix report.step")
+    return model, method, step
+
+
 def fid_column(model: str, method: str, step: int) -> str:
     return f"FID_{model}_{method}_{step}"
 
@@ -316,17 +334,7 @@ def correlate_main(argv: list[str]) -> int:
     methods = _order({k[1] for k in fids}, method_order)
     settings = sorted(fids, key=lambda k: (models.index(k[0]), methods.index(k[1]), k[2]))
 
-    model = model_slug(report.get("model") or (model_order[0] if model_order else models[0]))
-    method = str(report.get("method") or "repa")
-    steps = sorted(k[2] for k in fids if k[:2] == (model, method))
-    if not steps:
-        raise SystemExit(
-            f"no FID for model {model!r} with method {method!r} in the eval files (present: "
-            f"{', '.join('/'.join(map(str, k)) for k in settings)}); fix report.model / report.method"
-        )
-    step = int(report["step"]) if report.get("step") is not None else steps[-1]
-    if (model, method, step) not in fids:
-        raise SystemExit(f"no FID at step {step} for {model}/{method} (present: {steps}); fix report.step")
+    model, method, step = correlated_setting(report, model_order or models, method_order or methods, fids)
 
     columns = write_table(args.out_table, encoders, predictors, fids, settings)
     chosen = correlate_setting(encoders, predictors, fids[(model, method, step)], n_boot, seed)

@@ -20,10 +20,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from repabench.columns import SPATIAL
 from repabench.encoders.catalog import VARIANTS
 
 Z95 = 1.959963984540054
-SPATIAL = ("LDS", "CDS", "SRSS", "RMSC")
 MIN_ENCODERS = 4
 NOT_RESOLVED = "not resolved at this scale"
 

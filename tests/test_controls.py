@@ -186,8 +186,8 @@ def test_differences_learning_and_controls():
 
 
 def test_the_summary_defers_to_the_computed_verdict():
-    from repabench.report import summary_lines
-    from repabench.report_controls import verdict_lines
+    from repabench.report.controls import verdict_lines
+    from repabench.report.correlation import summary_lines
 
     stats = {"verdict": {"answer": V.NOT_RESOLVED, "why": "no pair of the 7 encoders differs"}, "learning": [],
              "controls": []}

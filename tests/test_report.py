@@ -14,7 +14,8 @@ import pytest
 from scipy import stats as sps
 
 from repabench import published
-from repabench.report import read_table, report_main
+from repabench.report.inputs import read_table
+from repabench.report.stage import report_main
 from repabench.stats import correlate_main
 
 PREDICTORS = ("LP", "LDS", "CDS", "SRSS", "RMSC")
@@ -94,13 +95,20 @@ def make_study(root: Path, encoders, methods=("repa", "irepa"), steps=(200, 400)
                                "device": {"device": "cpu", "host": "testhost", "torch": "2.x", "cpu_threads": 2}},
             }))
     bench = root / "benchmarks"
+    benchmarks = []  # RULE:ENCODER=FILE, as the report rule passes them
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for encoder in encoders:
         for method in methods:
-            _write(bench / f"train/{SLUG}/{encoder}/{method}.tsv", header + "120.5\t0:02:00\t900\t1\t1\t1\t0\t0\t90\t200.1\n")
+            path = _write(bench / f"train/{SLUG}/{encoder}/{method}.tsv",
+                          header + "120.5\t0:02:00\t900\t1\t1\t1\t0\t0\t90\t200.1\n")
+            benchmarks.append(f"train:{encoder}={path}")
         for split in ("train", "heldout"):
-            _write(bench / f"extract_features/{encoder}/{split}.tsv", header + "10.0\t0:00:10\t500\t1\t1\t1\t0\t0\t90\t15.0\n")
-    _write(bench / "prepare_images/train.tsv", header + "3.0\t0:00:03\t300\t1\t1\t1\t0\t0\t90\t2.5\n")
+            path = _write(bench / f"extract_features/{encoder}/{split}.tsv",
+                          header + "10.0\t0:00:10\t500\t1\t1\t1\t0\t0\t90\t15.0\n")
+            benchmarks.append(f"extract_features:{encoder}={path}")
+    path = _write(bench / "prepare_images/train.tsv", header + "3.0\t0:00:03\t300\t1\t1\t1\t0\t0\t90\t2.5\n")
+    benchmarks.append(f"prepare_images={path}")
+    rule_gpus = {rule: 0 if device == "cpu" else 1 for rule in ("train", "extract_features", "prepare_images")}
     weights = root / "weights"
     _write(weights / "efficientnet-lite0.pth.sha256.json",
            {"name": "efficientnet-lite0.pth", "source": "package:x/y.pth", "sha256": "ab" * 32, "bytes": 1234})
@@ -108,15 +116,17 @@ def make_study(root: Path, encoders, methods=("repa", "irepa"), steps=(200, 400)
     correlate_main(["--evals", *map(str, evals), "--spatial", *map(str, spatial), "--probe", *map(str, probe),
                     "--out-table", str(root / "correlate/table.csv"), "--out-json", str(root / "correlate/correlation.json"),
                     "--params", str(params_path)])
-    return {"params": params_path, "curves": curves, "logs": logs, "bench": bench, "weights": weights}
+    return {"params": params_path, "curves": curves, "evals": evals, "logs": logs, "benchmarks": benchmarks,
+            "rule_gpus": rule_gpus, "weights": [weights / "efficientnet-lite0.pth"]}
 
 
 def run_report(root: Path, study) -> dict[str, Path]:
     out = {"html": root / "report/report.html", "pdf": root / "report/report.pdf", "figures": root / "report/figures"}
     code = report_main([
         "--table", str(root / "correlate/table.csv"), "--stats", str(root / "correlate/correlation.json"),
-        "--curves", *map(str, study["curves"]), "--train-logs", *map(str, study["logs"]),
-        "--benchmarks-dir", str(study["bench"]), "--weights-dir", str(study["weights"]),
+        "--curves", *map(str, study["curves"]), "--evals", *map(str, study["evals"]),
+        "--train-logs", *map(str, study["logs"]), "--benchmarks", *study["benchmarks"],
+        "--rule-gpus", json.dumps(study["rule_gpus"]), "--weights", *map(str, study["weights"]),
         "--out-html", str(out["html"]), "--out-pdf", str(out["pdf"]), "--figures-dir", str(out["figures"]),
         "--params", str(study["params"]),
     ])
@@ -252,7 +262,7 @@ def test_missing_table_is_a_clear_error(tmp_path):
 
 
 def test_report_says_which_images_each_spatial_metric_used():
-    from repabench.report import subset_notes
+    from repabench.report.results import subset_notes
 
     unmasked = {m: "all 8 images (no masks; upstream uses its mask-filtered subset)" for m in ("LDS", "CDS", "RMSC")}
     subsets = {"a": {**unmasked, "SRSS": "none (no masks)"}, "b": {**unmasked, "SRSS": "none (no masks)"},

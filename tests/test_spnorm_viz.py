@@ -34,7 +34,8 @@ def test_cosine_maps_match_the_hand_computation_and_remove_the_global_component(
 
 
 def test_report_section_draws_one_row_per_encoder(tmp_path):
-    from repabench.report import Inputs, spatialnorm_section
+    from repabench.report.model import Inputs
+    from repabench.report.results import spatialnorm_section
     from repabench.store import write_store
 
     rng = np.random.default_rng(1)

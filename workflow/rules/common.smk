@@ -250,6 +250,68 @@ def untrained_eval_jsons():
                   model=MODELS)
 
 
+def report_params():
+    """The config the report renders, and no more: an edit elsewhere (an untrained method, another sampler,
+    training or data settings, which reach the report through their results) does not rerun it."""
+    return stage_params(
+        "report", "name", "run_methods", "models", "encoders", "sample", "evaluate",
+        methods={name: config["methods"][name] for name in METHODS},
+        samplers={SAMPLER: config["samplers"][SAMPLER]},
+    )
+
+
+def report_benchmark_jobs():
+    """{benchmark file: (rule, encoder or None)} for every benchmarked job of the report's DAG."""
+    jobs = {}
+
+    def add(rule, job, encoder=None):
+        jobs[f"results/benchmarks/{rule}/{job}.tsv"] = (rule, encoder)
+
+    for path in eval_jsons() + untrained_eval_jsons():
+        job = path.removeprefix("results/eval/").removesuffix(".json")
+        encoder = job.split("/")[1]
+        for rule in ("sample", "evaluate"):
+            add(rule, job, encoder if encoder in ENCODERS else None)
+    add("reference_stats", config["evaluate"]["reference"])
+    probe_imported = PUBLISHED_ON and PUBLISHED["probe"] == "published"
+    features_imported = PUBLISHED_ON and bool(PUBLISHED["features"])
+    for encoder in ENCODERS:
+        add("spatial_metrics", encoder, encoder)
+        if not probe_imported:
+            add("linear_probe", encoder, encoder)
+            add("extract_features", f"{encoder}/train", encoder)
+        if not features_imported:
+            add("extract_features", f"{encoder}/heldout", encoder)
+    if not PUBLISHED_ON:
+        for run in run_dirs():
+            add("train", run, run.split("/")[1])
+        for split in ("train", "heldout"):
+            add("prepare_images", split)
+        add("cache_latents", "train")
+    return jobs
+
+
+def report_benchmarks():
+    """The report's --benchmarks: RULE[:ENCODER]=FILE for each benchmark file."""
+    return " ".join(f"{rule}:{encoder}={path}" if encoder else f"{rule}={path}"
+                    for path, (rule, encoder) in report_benchmark_jobs().items())
+
+
+def report_rule_gpus():
+    """The report's --rule-gpus: {rule: GPUs each of its jobs requests (its `resources: gpu`)}."""
+    benchmarked = {rule for rule, _ in report_benchmark_jobs().values()}
+    return json.dumps({rule: int(getattr(rules, rule).rule.resources.get("gpu", 0)) for rule in sorted(benchmarked)})
+
+
+def report_weights():
+    """The weight files whose checksums the report lists: Inception's, and the encoders' where features are
+    extracted here (not imported)."""
+    files = {inception_weights()}
+    if not (PUBLISHED_ON and PUBLISHED["features"] and PUBLISHED["probe"] == "published"):
+        files.update(f for encoder in ENCODERS for f in encoder_weight_files(encoder))
+    return sorted(files)
+
+
 # --- used by published.smk (and report.smk) ------------------------------------------------------
 
 

@@ -27,7 +27,10 @@ rule report:
         table="results/correlate/table.csv",
         stats="results/correlate/correlation.json",
         curves=expand("results/eval/{run}/{sampler}.csv", run=run_dirs(), sampler=SAMPLER),
+        evals=eval_jsons(),
         train_logs=expand("results/train/{run}/log.json", run=run_dirs()),
+        benchmarks=list(report_benchmark_jobs()),
+        weights=report_weights(),
         published=published_numbers_file(),
         features=expand("results/features/{encoder}/heldout", encoder=ENCODERS),
     output:
@@ -51,13 +54,15 @@ rule report:
     log:
         "results/logs/report/report.log",
     params:
-        p=stage_params("report", "name", "device", "run_methods", "models", "encoders", "methods", "samplers", "sample", "train", "data", "vae", "evaluate", sampler=SAMPLER),
-        weights_dir=config["resources"]["weights_dir"],
+        p=report_params(),
+        benchmarks=report_benchmarks(),
+        rule_gpus=report_rule_gpus(),
     conda:
         "../../envs/repabench.yaml"
     shell:
         "python -m repabench report --table {input.table} --stats {input.stats} --curves {input.curves} "
-        "--train-logs {input.train_logs} --benchmarks-dir results/benchmarks --weights-dir "
-        "{params.weights_dir} --out-html {output.html} --out-pdf {output.pdf} "
+        "--evals {input.evals} --train-logs {input.train_logs} --benchmarks {params.benchmarks} "
+        "--rule-gpus {params.rule_gpus:q} --weights {input.weights} --out-html {output.html} "
+        "--out-pdf {output.pdf} "
         "--figures-dir {output.figures} --published-numbers {input.published} --features {input.features} "
         "--params {params.p:q} > {log} 2>&1"

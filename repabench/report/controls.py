@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from repabench.report import Inputs, Section, Setting, Table, _finite, _num, canonical_model, display_model, method_label
+from repabench.columns import PREDICTORS
+from repabench.report.model import (PREDICTOR_DIGITS, Inputs, Section, Setting, Table, canonical_model, display_model, fixed, is_finite,
+                                    method_label)
 from repabench.verdict import Z95
 
 
 def fid_with_interval(fid: Any, sd: Any) -> str:
     """"312.4 ± 6.1" (half-width of the 95% interval), or the bare FID when its noise is unknown."""
-    if not _finite(fid):
+    if not is_finite(fid):
         return "–"
-    return f"{float(fid):.2f} ± {Z95 * float(sd):.2f}" if _finite(sd) else f"{float(fid):.2f}"
+    return f"{float(fid):.2f} ± {Z95 * float(sd):.2f}" if is_finite(sd) else f"{float(fid):.2f}"
 
 
 def noise_lookup(stats: Mapping[str, Any]) -> dict[tuple[str, str, int, str], float | None]:
@@ -74,7 +76,7 @@ def noise_section(inputs: Inputs, setting: Setting, methods: Sequence[str]) -> S
             section.paragraphs.append(f"The untrained generator ({display_model(model)} at initialisation) scores FID "
                                       f"{fid_with_interval(value['fid'], value['sd'])}.")
         rows = [[r["encoder"], method_label(inputs.params, r["method"]), f"{r['step']:,}",
-                 fid_with_interval(r["fid"], r["sd"]), f"{r['delta']:+.2f}", _num(r["floor"], 2),
+                 fid_with_interval(r["fid"], r["sd"]), f"{r['delta']:+.2f}", fixed(r["floor"], 2),
                  "yes" if r["beats_untrained"] else "no"]
                 for r in learning]
         beat = sum(bool(r["beats_untrained"]) for r in learning)
@@ -88,7 +90,7 @@ def noise_section(inputs: Inputs, setting: Setting, methods: Sequence[str]) -> S
             continue
         label, base = method_label(inputs.params, block["method"]), method_label(inputs.params, block["baseline"])
         rows = [[r["encoder"], fid_with_interval(r["fid_baseline"], r["sd_baseline"]), fid_with_interval(r["fid"], r["sd"]),
-                 f"{r['delta']:+.2f}", _num(r["floor"], 2), _resolved(r["resolved"])] for r in block["rows"]]
+                 f"{r['delta']:+.2f}", fixed(r["floor"], 2), _resolved(r["resolved"])] for r in block["rows"]]
         section.paragraphs.append(
             f"{label} against {base} at step {block['step']:,}: better beyond the floor for "
             f"{block['n_resolved_better']} of {len(block['rows'])} encoders, worse for {block['n_resolved_worse']}.")
@@ -112,13 +114,12 @@ def controls_section(inputs: Inputs, setting: Setting, methods: Sequence[str]) -
         section.notes.append("No encoder of this study has a variant beside it; add e.g. `<encoder>_shuffled` and "
                              "`<encoder>_global` to `encoders` for this section.")
         return section
-    predictors = ("LP", "LDS", "CDS", "SRSS", "RMSC")
-    digits = {"LP": 1, "CDS": 4}
+    predictors = PREDICTORS
     header = ["encoder", *predictors] + [f"FID {method_label(inputs.params, m)} ± 95%" for m in methods]
     for row in controls:
         cells = []
         for which, name in ((0, row["base"]), (1, row["variant"])):
-            values = [_num(row["predictors"][p][which], digits.get(p, 3)) for p in predictors]
+            values = [fixed(row["predictors"][p][which], PREDICTOR_DIGITS[p]) for p in predictors]
             fids = []
             for method in methods:
                 m = row["methods"].get(method)
@@ -128,7 +129,7 @@ def controls_section(inputs: Inputs, setting: Setting, methods: Sequence[str]) -
         change = ["change", *[""] * len(predictors)]
         for method in methods:
             m = row["methods"].get(method)
-            change.append(f"{m['delta']:+.2f} ({'resolved' if m['resolved'] else 'within floor ' + _num(m['floor'], 2)})"
+            change.append(f"{m['delta']:+.2f} ({'resolved' if m['resolved'] else 'within floor ' + fixed(m['floor'], 2)})"
                           if m else "–")
         cells.append(change)
         section.tables.append(Table(f"{row['variant']} ({row['kind']}) against {row['base']}", header, cells,
