@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from repabench.atomic import atomic_path, read_json, write_json, write_text
+from repabench.columns import CURVE_COLUMNS
 from repabench.integrity import read_result
 from repabench.params import load_params, resolve_device, setup, stage_parser
 from repabench.provenance import params_hash, provenance, sha256_file
@@ -24,7 +25,6 @@ from repabench.provenance import params_hash, provenance, sha256_file
 log = logging.getLogger(__name__)
 
 REFERENCE_FORMAT = "repabench-adm-reference-v1"
-CSV_COLUMNS = ("Steps", "FID", "sFID", "IS", "Precision", "Recall")
 DEFAULTS = {"batch_size": 250, "pr_fp16": True, "frechet": "auto", "fid_bootstrap": 200, "bootstrap_seed": 0}
 NO_LOGITS = ("these Inception weights have no logits layer (fid-helper ships none); use the torch-fidelity "
              "weights (evaluate.inception: torch-fidelity) for IS")
@@ -293,10 +293,10 @@ def collect_csv(paths: list[str | Path]) -> str:
         rows[step] = (path, metrics)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CURVE_COLUMNS)
     for step in sorted(rows):
         metrics = rows[step][1]
-        writer.writerow([step, *(_cell(metrics.get(k)) for k in CSV_COLUMNS[1:])])
+        writer.writerow([step, *(_cell(metrics.get(k)) for k in CURVE_COLUMNS[1:])])
     return buffer.getvalue()
 
 

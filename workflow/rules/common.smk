@@ -261,17 +261,17 @@ def report_params():
 
 
 def report_benchmark_jobs():
-    """{benchmark file: (rule, encoder or None)} for every benchmarked job of the report's DAG."""
+    """{benchmark file: (name of its rule, encoder or None)} for every benchmarked job of the report's DAG."""
     jobs = {}
 
-    def add(rule, job, encoder=None):
-        jobs[f"results/benchmarks/{rule}/{job}.tsv"] = (rule, encoder)
+    def add(rule_name, job, encoder=None):
+        jobs[f"results/benchmarks/{rule_name}/{job}.tsv"] = (rule_name, encoder)
 
     for path in eval_jsons() + untrained_eval_jsons():
         job = path.removeprefix("results/eval/").removesuffix(".json")
         encoder = job.split("/")[1]
-        for rule in ("sample", "evaluate"):
-            add(rule, job, encoder if encoder in ENCODERS else None)
+        for rule_name in ("sample", "evaluate"):
+            add(rule_name, job, encoder if encoder in ENCODERS else None)
     add("reference_stats", config["evaluate"]["reference"])
     probe_imported = PUBLISHED_ON and PUBLISHED["probe"] == "published"
     features_imported = PUBLISHED_ON and bool(PUBLISHED["features"])
@@ -293,14 +293,17 @@ def report_benchmark_jobs():
 
 def report_benchmarks():
     """The report's --benchmarks: RULE[:ENCODER]=FILE for each benchmark file."""
-    return " ".join(f"{rule}:{encoder}={path}" if encoder else f"{rule}={path}"
-                    for path, (rule, encoder) in report_benchmark_jobs().items())
+    return " ".join(f"{rule_name}:{encoder}={path}" if encoder else f"{rule_name}={path}"
+                    for path, (rule_name, encoder) in report_benchmark_jobs().items())
 
 
 def report_rule_gpus():
-    """The report's --rule-gpus: {rule: GPUs each of its jobs requests (its `resources: gpu`)}."""
-    benchmarked = {rule for rule, _ in report_benchmark_jobs().values()}
-    return json.dumps({rule: int(getattr(rules, rule).rule.resources.get("gpu", 0)) for rule in sorted(benchmarked)})
+    """The report's --rule-gpus: {name: GPUs per job (the `resources: gpu` it declares)}."""
+    gpus = {}
+    for rule_name in sorted({rule_name for rule_name, _ in report_benchmark_jobs().values()}):
+        resources = getattr(rules, rule_name).rule.resources
+        gpus[rule_name] = int(resources["gpu"].value) if "gpu" in resources else 0
+    return json.dumps(gpus)
 
 
 def report_weights():
