@@ -261,6 +261,37 @@ def test_missing_table_is_a_clear_error(tmp_path):
                      "--figures-dir", str(tmp_path / "f")])
 
 
+def test_the_correlated_setting_comes_from_the_statistics_file(six, tmp_path):
+    """The report takes the (model, method, step) that correlate resolved, not its own reading of the config."""
+    root, study, _ = six
+    stats = json.loads((root / "correlate/correlation.json").read_text())
+    assert stats["setting"] == {"model": SLUG, "method": "repa", "step": 400, "sampler": SAMPLER}
+    html = (root / "report/report.html").read_text()
+    assert "SiT-T/2, repa, 400 steps, sampler sde50" in html
+    from repabench.integrity import seal
+
+    del stats["setting"]
+    _write(tmp_path / "stats.json", seal(stats))
+    with pytest.raises(SystemExit, match="no `setting` block.*rerun the correlate stage"):
+        report_main(["--table", str(root / "correlate/table.csv"), "--stats", str(tmp_path / "stats.json"),
+                     "--out-html", str(tmp_path / "r.html"), "--out-pdf", str(tmp_path / "r.pdf"),
+                     "--figures-dir", str(tmp_path / "f"), "--params", str(study["params"])])
+
+
+def test_benchmarks_must_name_their_rule_and_its_gpu_count(six, tmp_path):
+    from repabench.report.inputs import read_benchmarks
+
+    root, study, _ = six
+    path = study["benchmarks"][0].partition("=")[2]
+    rows = read_benchmarks([f"train:enc-x={path}"], {"train": 4})
+    assert list(rows["encoder"]) == ["enc-x"] and list(rows["gpus"]) == [4]
+    assert rows["wall_s"].iloc[0] == pytest.approx(120.5)
+    with pytest.raises(SystemExit, match=r"is not RULE\[:ENCODER\]=FILE"):
+        read_benchmarks([path], {"train": 4})
+    with pytest.raises(SystemExit, match="no GPU count in --rule-gpus"):
+        read_benchmarks([f"train={path}"], {})
+
+
 def test_report_says_which_images_each_spatial_metric_used():
     from repabench.report.results import subset_notes
 

@@ -200,3 +200,17 @@ def test_williams_t_needs_four_encoders():
 
     t, p = williams_t(0.5, 0.2, 0.1, 3)  # n - 3 = 0 degrees of freedom: undefined, not a crash
     assert math.isnan(t) and math.isnan(p)
+
+
+def test_correlated_setting_defaults_to_the_first_model_and_method_and_the_last_step():
+    from repabench.stats import correlated_setting
+
+    fids = {(m, k, s): {"a": 1.0} for m in ("sit-b-2", "sit-s-2") for k in ("irepa", "repa") for s in (100, 300, 200)}
+    # no report.method: the first method of the study, not a hard-coded name
+    assert correlated_setting({}, ["SiT-S/2", "SiT-B/2"], ["irepa", "repa"], fids) == ("sit-s-2", "irepa", 300)
+    report = {"model": "SiT-B/2", "method": "repa", "step": 200}
+    assert correlated_setting(report, ["SiT-S/2"], ["irepa"], fids) == ("sit-b-2", "repa", 200)
+    with pytest.raises(SystemExit, match="fix report.step"):
+        correlated_setting({"step": 400}, ["SiT-S/2"], ["repa"], fids)
+    with pytest.raises(SystemExit, match="fix report.model / report.method"):
+        correlated_setting({"method": "conv_only"}, ["SiT-S/2"], ["repa"], fids)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from repabench.columns import PREDICTORS
-from repabench.report.model import (PREDICTOR_DIGITS, Inputs, Section, Setting, Table, canonical_model, display_model, fixed, is_finite,
-                                    method_label)
+from repabench.report.model import (PREDICTOR_DIGITS, Inputs, Section, Setting, Table, canonical_model, display_model,
+                                    fixed, is_finite, method_label)
 from repabench.verdict import Z95
 
 

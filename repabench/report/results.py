@@ -14,8 +14,8 @@ from repabench.report.controls import fid_with_interval, noise_lookup
 from repabench.report.correlation import Correlation, across_table
 from repabench.report.figures import across_figure, curves_figure, method_comparison_figure, training_figure
 from repabench.report.inputs import setting_rows
-from repabench.report.model import (PREDICTOR_DIGITS, Figure, Inputs, Section, Setting, Table, display_model, fixed, fmt_value,
-                                    is_finite, method_label)
+from repabench.report.model import (PREDICTOR_DIGITS, Figure, Inputs, Section, Setting, Table, display_model, fixed,
+                                    fmt_value, is_finite, method_label)
 
 
 def fid_rows(inputs: Inputs, setting: Setting) -> dict[tuple[str, str], pd.Series]:
