@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from repabench.columns import PREDICTORS
-from repabench.report.model import (PREDICTOR_DIGITS, Inputs, Section, Setting, Table, canonical_model, display_model,
-                                    fixed, is_finite, method_label)
+from repabench.report.model import (PREDICTOR_DIGITS, Inputs, Section, Setting, Table, display_model, fixed, is_finite,
+                                    method_label)
+from repabench.sizes import model_slug
 from repabench.verdict import Z95
 
 
@@ -24,7 +25,7 @@ def fid_with_interval(fid: Any, sd: Any) -> str:
 
 def noise_lookup(stats: Mapping[str, Any]) -> dict[tuple[str, str, int, str], float | None]:
     """(model key, method, step, encoder) -> SD of that FID's sampling noise."""
-    return {(canonical_model(r["model"]), str(r["method"]), int(r["step"]), str(r["encoder"])): r.get("sd")
+    return {(model_slug(r["model"]), str(r["method"]), int(r["step"]), str(r["encoder"])): r.get("sd")
             for r in stats.get("fid_noise") or []}
 
 
@@ -86,7 +87,7 @@ def noise_section(inputs: Inputs, setting: Setting, methods: Sequence[str]) -> S
                                     ["encoder", "method", "step", "FID ± 95%", "change vs untrained", "floor",
                                      "beats untrained"], rows))
     for block in stats.get("methods_vs_baseline_floor") or []:
-        if canonical_model(block["model"]) != setting.model_key or block["step"] != setting.step:
+        if model_slug(block["model"]) != setting.model_key or block["step"] != setting.step:
             continue
         label, base = method_label(inputs.params, block["method"]), method_label(inputs.params, block["baseline"])
         rows = [[r["encoder"], fid_with_interval(r["fid_baseline"], r["sd_baseline"]), fid_with_interval(r["fid"], r["sd"]),

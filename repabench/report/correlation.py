@@ -144,7 +144,7 @@ def across_table(stats: Mapping[str, Any], setting: Setting) -> pd.DataFrame:
             continue
         for name in PREDICTORS:
             r = (entry.get("pearson_r") or {}).get(name)
-            records.append({"model": display_model(entry.get("model", "?")), "step": entry.get("step"),
+            records.append({"model": display_model(entry["model"]), "step": entry.get("step"),
                             "predictor": name, "n": int((entry.get("n") or {}).get(name) or 0),
                             "r": float(r) if is_finite(r) else math.nan,
                             "ci": as_interval((entry.get("ci95_fisher") or {}).get(name))})

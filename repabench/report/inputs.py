@@ -14,7 +14,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from repabench.columns import CURVE_COLUMNS, PREDICTORS
-from repabench.report.model import Setting, canonical_model
+from repabench.report.model import Setting
+from repabench.sizes import model_slug
 
 log = logging.getLogger("repabench.report")
 
@@ -48,7 +49,7 @@ def read_table(path: str | os.PathLike, fid_columns: Sequence[Mapping[str, Any]]
     if "FID" not in table.columns:
         table = _melt_fid_columns(table, fid_columns or [], path)
     if "model" in table.columns:
-        table["model_key"] = table["model"].map(canonical_model)
+        table["model_key"] = table["model"].map(model_slug)
     if "step" in table.columns:
         table["step"] = pd.to_numeric(table["step"], errors="coerce").astype("Int64")
     for column in ("FID", "sFID", "IS", "Precision", "Recall", *PREDICTORS):
@@ -93,7 +94,7 @@ def read_curves(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["model", "encoder", "method", "sampler", *CURVE_COLUMNS])
     curves = pd.concat(frames, ignore_index=True)
-    curves["model_key"] = curves["model"].map(canonical_model)
+    curves["model_key"] = curves["model"].map(model_slug)
     return curves
 
 

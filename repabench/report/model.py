@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+
+from repabench.sizes import model_name, model_slug
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Setting:
 
     @property
     def model_key(self) -> str:
-        return canonical_model(self.model)
+        return model_slug(self.model)
 
     def describe(self) -> str:
         step = f"{self.step:,} steps" if self.step is not None else "last step"
@@ -133,14 +134,6 @@ def method_label(params: Mapping[str, Any], method: str) -> str:
     return str(entry.get("label") or method)
 
 
-def canonical_model(name: Any) -> str:
-    """SiT-B/2 and sit-b-2 compare equal (tables may hold either)."""
-    return str(name).strip().lower().replace("/", "-")
-
-
 def display_model(name: Any) -> str:
-    """sit-b-2 -> SiT-B/2 for titles (the inverse of `repabench.sit.model_slug`, without importing torch)."""
-    match = re.fullmatch(r"sit-([a-z]+)-(\d+)", canonical_model(name))
-    return f"SiT-{match.group(1).upper()}/{match.group(2)}" if match else str(name)
-
-
+    """sit-b-2 or SiT-B/2 -> SiT-B/2 for titles."""
+    return model_name(model_slug(name))
