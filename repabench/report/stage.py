@@ -13,6 +13,16 @@ from repabench.report.model import Inputs
 
 log = logging.getLogger("repabench.report")
 
+FILE_LISTS = {  # the optional inputs, each a list of files the report rule declares
+    "--curves": "per-run CSVs results/eval/{model}/{encoder}/{method}/{sampler}.csv",
+    "--evals": "per-checkpoint eval JSONs of the runs (their provenance: hardware, sampler)",
+    "--train-logs": "results/train/{model}/{encoder}/{method}/log.json",
+    "--benchmarks": "Snakemake benchmark TSVs of the study's jobs as RULE[:ENCODER]=FILE",
+    "--weights": "weight files of the study; their *.sha256.json sidecars are shown",
+    "--features": "held-out feature stores results/features/{encoder}/heldout (spatial-norm figure)",
+    "--published-numbers": "the authors' per-encoder numbers (paper_numbers stage) when checkpoints are imported",
+}
+
 
 def _rule_gpus(text: str) -> dict[str, int]:
     try:
@@ -31,24 +41,13 @@ def report_main(argv: list[str]) -> int:
     parser = stage_parser("report", "render the HTML and PDF report from the correlation table and statistics")
     parser.add_argument("--table", required=True, help="results/correlate/table.csv")
     parser.add_argument("--stats", required=True, help="results/correlate/correlation.json")
-    parser.add_argument("--curves", nargs="*", default=[],
-                        help="per-run CSVs results/eval/{model}/{encoder}/{method}/{sampler}.csv")
-    parser.add_argument("--evals", nargs="*", default=[],
-                        help="per-checkpoint eval JSONs of the runs (their provenance: hardware, sampler)")
-    parser.add_argument("--train-logs", nargs="*", default=[], help="results/train/{model}/{encoder}/{method}/log.json")
-    parser.add_argument("--benchmarks", nargs="*", default=[],
-                        help="Snakemake benchmark TSVs of the study's jobs as RULE[:ENCODER]=FILE")
+    for flag, help_text in FILE_LISTS.items():
+        parser.add_argument(flag, nargs="*", default=[], help=help_text)
     parser.add_argument("--rule-gpus", default="{}", help="JSON {rule: GPUs each of its jobs requests}")
-    parser.add_argument("--weights", nargs="*", default=[],
-                        help="weight files of the study; their *.sha256.json sidecars are shown")
     parser.add_argument("--out-html", required=True)
     parser.add_argument("--out-pdf", required=True)
     parser.add_argument("--figures-dir", required=True, help="directory for the figures as PNG files")
     parser.add_argument("--params", default=None, help="config sections (JSON or file): report, models, encoders, ...")
-    parser.add_argument("--features", nargs="*", default=[],
-                        help="held-out feature stores results/features/{encoder}/heldout (spatial-norm figure)")
-    parser.add_argument("--published-numbers", nargs="*", default=[],
-                        help="the authors' per-encoder numbers (paper_numbers stage) when checkpoints are imported")
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
