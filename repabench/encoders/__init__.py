@@ -151,6 +151,10 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         from repabench.encoders.classical import HOGDenseEncoder
 
         return HOGDenseEncoder(name, spec.embed_dim, spec.preprocessing)
+    if spec.family == "sift":
+        from repabench.encoders.classical import SIFTEncoder
+
+        return SIFTEncoder(name, spec.embed_dim, spec.preprocessing)
     if spec.family == "pixels":
         from repabench.encoders.classical import PixelEncoder
 

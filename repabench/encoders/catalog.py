@@ -30,7 +30,7 @@ VARIANTS = {
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # timm | sam | sam2 | webssl | vgg | effnet | inception | hog | hog_dense | pixels
+    family: str  # timm | sam | sam2 | webssl | vgg | effnet | inception | hog | hog_dense | sift | pixels
     embed_dim: int
     preprocessing: Preprocessing
     weights: tuple[str, ...] = ()
@@ -226,10 +226,12 @@ _add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP,
 _add(EncoderSpec("hog-classic-cells", "hog", 128,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
                     order="resize_then_norm", scale=1.0)))
-_add(EncoderSpec("hog-upstream-g16_d128", "hog_dense", 128,
-                 Preprocessing(mode="bilinear", antialias=False, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
-                    order="resize_then_norm", scale=1.0),
+RAW_BILINEAR = Preprocessing(mode="bilinear", antialias=False, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
+                             order="resize_then_norm", scale=1.0)  # upstream's HOG/SIFT: 0..255, bilinear resize
+_add(EncoderSpec("hog-upstream-g16_d128", "hog_dense", 128, RAW_BILINEAR,
                  note="upstream's hog-* baseline: 2-px cells on grey, dense map bilinearly resized to the grid"))
+_add(EncoderSpec("sift-upstream-g16_d128", "sift", 128, RAW_BILINEAR,
+                 note="upstream's Kornia sift-* baseline: dense SIFT on grey at the token centres, L2-normalised"))
 _add(EncoderSpec("pixels-classic-raw", "pixels", 768,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=HALF, std=HALF,
                     order="resize_then_norm")))
