@@ -30,7 +30,7 @@ VARIANTS = {
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # timm | sam | sam2 | webssl | vgg | effnet | inception | hog | hog_dense | sift | pixels
+    family: str  # timm | sam | sam2 | sam2logit | webssl | vgg | effnet | inception | hog | hog_dense | sift | pixels
     embed_dim: int
     preprocessing: Preprocessing
     weights: tuple[str, ...] = ()
@@ -196,6 +196,17 @@ SAM2 = {"s": ("sam2_hiera_small", 768), "b": ("sam2_hiera_base_plus", 896), "l":
 for cfg, (arch, dim) in SAM2.items():
     weight = _weight(f"sam2-vit-{cfg}.safetensors")
     _add(EncoderSpec(f"sam2-vit-{cfg}", "sam2", dim, SAM2_PREP, (weight,), {"arch": arch, "patch": 32}))
+
+# --- SAM2 mask logits of an n x n grid of point prompts (full transformers SAM2; the processor preprocesses) -----
+SAM2_HF = {"s": "facebook/sam2-hiera-small", "b": "facebook/sam2-hiera-base-plus", "l": "facebook/sam2-hiera-large"}
+for cfg, repo in SAM2_HF.items():
+    snapshot = f"sam2-hf-{cfg}"
+    if snapshot not in WEIGHTS:
+        register(WeightSpec(snapshot, f"hfrepo:{repo}@main", None, note=f"Hugging Face snapshot of {repo}"))
+    for side in (8, 16):
+        _add(EncoderSpec(f"sam2logit-vit-{cfg}{side}", "sam2logit", side * side, SAM2_PREP, (snapshot,),
+                         {"size": cfg, "points_side": side},
+                         note="SAM2 mask logits of a grid of single-point prompts, bilinearly resized to the grid"))
 
 # --- Web-SSL DINO (transformers Dinov2Model; normalise, bicubic to 224; last_hidden_state without CLS) ----------
 WEBSSL = {"dino300m_full2b_224": 1024, "dino1b_full2b_224": 1536, "dino2b_full2b_224": 2688,  # config -> hidden size
