@@ -196,3 +196,17 @@ def test_mask_archives_are_catalogued_weights_fetched_by_url():
     for source, spec in MASK_ARCHIVES.items():
         assert WEIGHTS[spec.name] is spec and spec.source.startswith("url:https://github.com/LUSSeg/ImageNet-S/")
         assert spec.extra["md5"] in spec.name and len(spec.extra["md5"]) == 32
+
+
+def test_the_schema_adds_no_mask_source_to_configs_without_one():
+    """No default: the `data` params of runs from before the option (hashed by Snakemake) stay as they were."""
+    import yaml
+    from snakemake.utils import validate
+
+    repo = Path(__file__).resolve().parent.parent
+    config = yaml.safe_load((repo / ".test/config/config.yaml").read_text())
+    validate(config, str(repo / "workflow/schemas/config.schema.yaml"))
+    assert "mask_source" not in config["data"]
+    paper = yaml.safe_load((repo / "config/paper.yaml").read_text())
+    validate(paper, str(repo / "workflow/schemas/config.schema.yaml"))
+    assert paper["data"]["mask_source"] == SOURCE
