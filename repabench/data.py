@@ -313,7 +313,8 @@ def _mask_archive(args, data: dict) -> Path:
         raise SystemExit(f"split masked needs --mask-archive (the fetched {archive_name(data['mask_source'])})")
     if Path(args.mask_archive).name != archive_name(data["mask_source"]):
         raise SystemExit(f"--mask-archive {args.mask_archive} is not the {data['mask_source']} release "
-                         f"{archive_name(data['mask_source'])}; fetch that one (fetch_weights --name ...)")
+                         f"{archive_name(data['mask_source'])}; fetch that one "
+                         f"(python -m repabench fetch_weights --name {archive_name(data['mask_source'])})")
     if data["source"] != "imagefolder":
         raise SystemExit("split masked pairs ImageNet val images with masks: set data.source to imagefolder")
     return verified_path(args.mask_archive)

@@ -10,6 +10,7 @@ import torch
 
 import repabench.encoders as enc
 from repabench.encoders.sam2logit import Sam2LogitEncoder
+from test_encoder_fidelity import _bilinear_matrix as bilinear_matrix
 
 
 def tiny_sam2():
@@ -25,17 +26,6 @@ def tiny_sam2():
                                              "iou_head_hidden_dim": 32})
     torch.manual_seed(0)
     return Sam2Model(config).eval(), Sam2Processor(image_processor=Sam2ImageProcessorFast())
-
-
-def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-    m = np.zeros((n_out, n_in))
-    for i in range(n_out):
-        x = min(max((i + 0.5) * n_in / n_out - 0.5, 0.0), n_in - 1)
-        lo = int(np.floor(x))
-        hi = min(lo + 1, n_in - 1)
-        m[i, lo] += 1 - (x - lo)
-        m[i, hi] += x - lo
-    return m
 
 
 def test_sam2logit_tokens_are_per_prompt_mask_logits_resized_bilinearly():
