@@ -1,6 +1,6 @@
 """Foreground masks of ImageNet val images from the ImageNet-S segmentation archives (LUSSeg/ImageNet-S).
 
-Layout (LUSSeg/ImageNet-S README and `datapreparation/datapreparation_anno.sh`, commit b2312ba): the release
+Layout (docs/upstream-facts.md §7.2): the release
 `ImageNetS{50,300,919}-<md5>.zip` holds `ImageNetS<k>/validation-segmentation/<synset>/<val stem>.png`, one RGB PNG per
 annotated val image (752 / 4,097 / 12,419 images), class id = R + 256 * G; 0 is "other" (background) and 1000 the
 ignored part. Foreground here = any class id other than 0 and 1000.

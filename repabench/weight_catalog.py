@@ -105,6 +105,10 @@ for _cfg, _size in {"b": "base", "l": "large", "h": "huge"}.items():
 for _cfg, _repo in {"s": "sam2_hiera_small.fb_r896", "b": "sam2_hiera_base_plus.fb_r896",
                     "l": "sam2_hiera_large.fb_r1024"}.items():
     _hub_file(f"sam2-vit-{_cfg}.safetensors", f"timm/{_repo}")
+# the whole SAM2 (trunk, prompt encoder, mask decoder) for sam2logit-*: transformers snapshots
+for _cfg, _repo in {"s": "facebook/sam2-hiera-small", "b": "facebook/sam2-hiera-base-plus",
+                    "l": "facebook/sam2-hiera-large"}.items():
+    _add(WeightFile(f"sam2-hf-{_cfg}", f"hfrepo:{_repo}@main", None, note=f"Hugging Face snapshot of {_repo}"))
 # Web-SSL DINO: transformers snapshots at pinned revisions
 for _cfg, _revision in {
     "dino300m_full2b_224": "8529cdb3fb75014932af3b896455fc21c386168e",

@@ -1,4 +1,4 @@
-"""Upstream's Kornia `sift-*` baseline (upstream-spec §4.2): dense SIFT on grey at one keypoint per token.
+"""Upstream's Kornia `sift-*` baseline (docs/upstream-facts.md §4.2): dense SIFT on grey at one keypoint per token.
 
 The oracle is written from the spec, one keypoint at a time: grey = 0.299 R + 0.587 G + 0.114 B of x / 255, the
 keypoint's local affine frame written out by hand (centre (8 + 16 c, 8 + 16 r), scale 16, orientation 0), then

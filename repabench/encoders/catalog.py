@@ -198,13 +198,10 @@ for cfg, (arch, dim) in SAM2.items():
     _add(EncoderSpec(f"sam2-vit-{cfg}", "sam2", dim, SAM2_PREP, (weight,), {"arch": arch, "patch": 32}))
 
 # --- SAM2 mask logits of an n x n grid of point prompts (full transformers SAM2; the processor preprocesses) -----
-SAM2_HF = {"s": "facebook/sam2-hiera-small", "b": "facebook/sam2-hiera-base-plus", "l": "facebook/sam2-hiera-large"}
-for cfg, repo in SAM2_HF.items():
-    snapshot = f"sam2-hf-{cfg}"
-    if snapshot not in WEIGHTS:
-        register(WeightSpec(snapshot, f"hfrepo:{repo}@main", None, note=f"Hugging Face snapshot of {repo}"))
+for cfg in SAM2:
     for side in (8, 16):
-        _add(EncoderSpec(f"sam2logit-vit-{cfg}{side}", "sam2logit", side * side, SAM2_PREP, (snapshot,),
+        _add(EncoderSpec(f"sam2logit-vit-{cfg}{side}", "sam2logit", side * side, SAM2_PREP,
+                         (_weight(f"sam2-hf-{cfg}"),),
                          {"size": cfg, "points_side": side},
                          note="SAM2 mask logits of a grid of single-point prompts, bilinearly resized to the grid"))
 

@@ -90,7 +90,7 @@ SIFT_PATCH = 41  # Kornia SIFTDescriptor's default patch, as upstream
 
 
 class SIFTEncoder(Encoder):
-    """Dense Kornia SIFT, one descriptor per token (upstream-spec §4.2 `sift-*`); needs the `kornia` package."""
+    """Dense Kornia SIFT, one descriptor per token (docs/upstream-facts.md §4.2 `sift-*`); needs the `kornia` package."""
 
     def __init__(self, name: str, embed_dim: int, preprocessing: Preprocessing):
         super().__init__(name, embed_dim, pretrained=False)

@@ -1,4 +1,4 @@
-"""Upstream's `sam2logit-vit-<s|b|l><n>` baseline (upstream-spec §4.2): SAM2 mask logits as token features.
+"""Upstream's `sam2logit-vit-<s|b|l><n>` baseline (docs/upstream-facts.md §4.2): SAM2 mask logits as token features.
 
 A fixed n x n grid of single-point foreground prompts (x, y = linspace(0, 1023, n), row-major) is given to the
 transformers `Sam2Processor` + `Sam2Model` (the full model: Hiera trunk, prompt encoder, mask decoder), one object
