@@ -1,4 +1,5 @@
-"""The training objective: linear-path flow matching plus the REPA/iREPA alignment loss.
+"""The training objective: flow matching (upstream's linear path; the cosine path as an option) plus the REPA/iREPA
+alignment loss.
 
 Facts in docs/upstream-facts.md §2.1-2.3.
 
@@ -8,6 +9,7 @@ normalisation of the encoder targets and the alignment-loss coefficient.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
@@ -55,18 +57,42 @@ class Method:
 
 
 TIME_WEIGHTINGS = ("uniform", "lognormal")
+PATHS = ("linear", "cosine")
 
 
 def sample_time(batch: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
-                weighting: str = "uniform") -> torch.Tensor:
+                weighting: str = "uniform", path: str = "linear") -> torch.Tensor:
     """Training times per sample: upstream `weighting="uniform"` t ~ U(0, 1), or `"lognormal"`:
-    sigma = exp(n), n ~ N(0, 1), t = sigma / (1 + sigma) (the linear path's form)."""
+    sigma = exp(n), n ~ N(0, 1), t = sigma / (1 + sigma) on the linear path, (2 / pi) atan(sigma) on the cosine."""
+    if path not in PATHS:
+        raise ValueError(f"path {path!r} is not one of {PATHS}")
     if weighting == "uniform":
         return torch.rand(batch, device=device, generator=generator)
     if weighting == "lognormal":
         sigma = torch.randn(batch, device=device, generator=generator).exp()
-        return sigma / (1 + sigma)
+        return sigma / (1 + sigma) if path == "linear" else (2 / math.pi) * torch.atan(sigma)
     raise ValueError(f"time weighting {weighting!r} is not one of {TIME_WEIGHTINGS}")
+
+
+def path_coefficients(t: torch.Tensor, path: str = "linear") -> tuple[torch.Tensor, ...]:
+    """(alpha_t, sigma_t, d alpha/dt, d sigma/dt) of x_t = alpha_t x0 + sigma_t eps: linear 1-t, t;
+    cosine cos(pi t / 2), sin(pi t / 2) (upstream's `path_type`)."""
+    if path == "linear":
+        return 1 - t, t, -torch.ones_like(t), torch.ones_like(t)
+    if path == "cosine":
+        angle = t * (math.pi / 2)
+        return angle.cos(), angle.sin(), -(math.pi / 2) * angle.sin(), (math.pi / 2) * angle.cos()
+    raise ValueError(f"path {path!r} is not one of {PATHS}")
+
+
+def interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                path: str = "linear") -> tuple[torch.Tensor, torch.Tensor]:
+    """x_t on the path and the velocity target v = d alpha x0 + d sigma eps (t = 0 data, t = 1 noise)."""
+    if path == "linear":
+        return linear_interpolant(x0, noise, t)
+    t = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
+    alpha, sigma, d_alpha, d_sigma = path_coefficients(t, path)
+    return alpha * x0 + sigma * noise, d_alpha * x0 + d_sigma * noise
 
 
 def linear_interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

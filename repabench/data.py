@@ -86,23 +86,48 @@ def list_image_folder(root: str | os.PathLike, max_images: int | None = None) ->
                 labels.append(index)
     if not files:
         raise ValueError(f"{root} has class folders but no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    if max_images is not None and len(files) > max_images:
-        picks = np.linspace(0, len(files) - 1, max_images).round().astype(int)  # keep every class represented
-        files, labels = [files[i] for i in picks], [labels[i] for i in picks]
-    return files, labels, classes
+    picks = evenly_spaced(len(files), max_images)
+    return [files[i] for i in picks], [labels[i] for i in picks], classes
+
+
+def evenly_spaced(n: int, cap: int | None) -> np.ndarray:
+    """Indices of at most `cap` of n items spread over the sorted list (keeps every class represented)."""
+    if cap is None or n <= cap:
+        return np.arange(n)
+    return np.linspace(0, n - 1, cap).round().astype(int)
+
+
+def _read_mask(path: Path) -> Image.Image:
+    with Image.open(path) as mask:
+        return mask.convert("L")
 
 
 def write_image_folder_store(root, out, resolution: int, max_images: int | None = None,
-                             mask_dir: str | None = None, threads: int = 8, meta: dict | None = None) -> Path:
-    files, labels, classes = list_image_folder(root, max_images)
-    masks = None
+                             mask_dir: str | None = None, threads: int = 8, meta: dict | None = None,
+                             mask_archive: str | os.PathLike | None = None, mask_source: str | None = None) -> Path:
+    """Centre-cropped images of `root` (+ masks). With `mask_archive` (an ImageNet-S release, see repabench.masks)
+    only the images that have a mask are stored, each with its mask: images and masks are filtered together."""
+    meta = dict(meta or {})
+    files, labels, classes = list_image_folder(root, None if mask_archive else max_images)
+    mask_of = None
     if mask_dir:
-        masks = sorted(p for p in Path(mask_dir).iterdir() if p.suffix.lower() == ".png")
-        if len(masks) != len(files):
-            raise ValueError(f"{mask_dir} has {len(masks)} masks for {len(files)} images in {root}; "
+        mask_files = sorted(p for p in Path(mask_dir).iterdir() if p.suffix.lower() == ".png")
+        if len(mask_files) != len(files):
+            raise ValueError(f"{mask_dir} has {len(mask_files)} masks for {len(files)} images in {root}; "
                              "there must be one mask per image, in sorted order")
+        mask_of = lambda i: _read_mask(mask_files[i])  # noqa: E731
+        meta["masks"] = {"source": "mask_dir", "pairing": "sorted order", "dir": str(mask_dir)}
+    elif mask_archive:
+        from repabench.masks import ArchiveMasks, pair_with_archive
+
+        pairing = pair_with_archive(files, mask_archive, mask_source)
+        keep = pairing.kept[evenly_spaced(pairing.kept.size, max_images)]
+        members = dict(zip(pairing.kept.tolist(), pairing.members))
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+        mask_of = ArchiveMasks(mask_archive, [members[i] for i in keep.tolist()])
+        meta["masks"] = {**pairing.describe(mask_source), "n_stored": len(files), "archive": str(mask_archive)}
     specs = {"images": ((len(files), resolution, resolution, 3), np.uint8), "labels": ((len(files),), np.int64)}
-    if masks is not None:
+    if mask_of is not None:
         specs["masks"] = ((len(files), resolution, resolution), np.uint8)
     from tqdm import tqdm
 
@@ -112,16 +137,15 @@ def write_image_folder_store(root, out, resolution: int, max_images: int | None 
         def work(i: int) -> None:
             with Image.open(files[i]) as img:
                 writer["images"][i] = center_crop_arr(img, resolution)
-            if masks is not None:
-                with Image.open(masks[i]) as m:
-                    writer["masks"][i] = (center_crop_arr(m.convert("L").convert("RGB"), resolution)[..., 0] > 0)
+            if mask_of is not None:  # the image's own crop, so mask pixels stay on their image pixels
+                writer["masks"][i] = center_crop_arr(mask_of(i).convert("RGB"), resolution)[..., 0] > 0
 
         with ThreadPoolExecutor(max(1, threads)) as pool:
             for _ in tqdm(pool.map(work, range(len(files))), total=len(files), desc=f"crop {Path(root).name}",
                           mininterval=5):
                 pass
         return writer.commit({"resolution": resolution, "num_classes": len(classes), "class_names": classes,
-                              "source": "imagefolder", "root": str(root), **(meta or {})})
+                              "source": "imagefolder", "root": str(root), **meta})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,7 +266,9 @@ def write_demo_store(out, split: str, count: int, resolution: int, seed: int, me
         for i, (image, mask, label) in enumerate(demo_scenes(split, count, resolution, seed)):
             writer["images"][i], writer["masks"][i], writer["labels"][i] = image, mask, label
         return writer.commit({"resolution": resolution, "num_classes": len(names), "class_names": names,
-                              "source": "demo", "split": split, **(meta or {})})
+                              "source": "demo", "split": split,
+                              "masks": {"source": "demo cut-out alpha", "pairing": "drawn with the image"},
+                              **(meta or {})})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,22 +277,51 @@ def write_demo_store(out, split: str, count: int, resolution: int, seed: int, me
 
 def prepare_images_main(argv: list[str]) -> int:
     parser = stage_parser("prepare_images", "Build the uint8 image store of one split.")
-    parser.add_argument("--split", required=True, choices=["train", "heldout"])
+    parser.add_argument("--split", required=True, choices=["train", "heldout", "masked"],
+                        help="masked: the held-out images that have a mask in --mask-archive (spatial metrics)")
+    parser.add_argument("--mask-archive", default=None, help="ImageNet-S release zip (split masked only)")
     parser.add_argument("--out", required=True, help="output store directory")
     parser.add_argument("--params", required=True, help="the config `data` section (JSON), plus `seed`")
     args = parser.parse_args(argv)
     setup(args)
     params = load_params(args.params)
     data = params["data"]
-    meta = {"provenance": provenance("prepare_images", params)}
+    archive = _mask_archive(args, data) if args.split == "masked" else None
+    extra = {"mask_archive_sha256": _recorded_sha256(archive)} if archive else {}
+    meta = {"provenance": provenance("prepare_images", params, [archive] if archive else [], **extra)}
     if data["source"] == "demo":
         count = data["demo"]["n_train" if args.split == "train" else "n_heldout"]
         write_demo_store(args.out, args.split, count, data["resolution"], data["demo"]["seed"], meta)
     else:
         if not data.get("root"):
             raise SystemExit("data.source is imagefolder but data.root is not set; point it at the ImageNet root")
-        folder = Path(data["root"]) / data["splits"][args.split]
+        folder = Path(data["root"]) / data["splits"]["heldout" if args.split == "masked" else args.split]
         mask_dir = data.get("mask_dir") if args.split == "heldout" else None
         write_image_folder_store(folder, args.out, data["resolution"], data.get("max_images"), mask_dir,
-                                 threads=args.threads or 8, meta=meta)
+                                 threads=args.threads or 8, meta=meta, mask_archive=archive,
+                                 mask_source=data.get("mask_source"))
     return 0
+
+
+def _mask_archive(args, data: dict) -> Path:
+    from repabench.masks import archive_name
+    from repabench.weights import verified_path
+
+    if not data.get("mask_source"):
+        raise SystemExit("split masked needs data.mask_source (imagenet-s50, imagenet-s300 or imagenet-s919)")
+    if not args.mask_archive:
+        raise SystemExit(f"split masked needs --mask-archive (the fetched {archive_name(data['mask_source'])})")
+    if Path(args.mask_archive).name != archive_name(data["mask_source"]):
+        raise SystemExit(f"--mask-archive {args.mask_archive} is not the {data['mask_source']} release "
+                         f"{archive_name(data['mask_source'])}; fetch that one "
+                         f"(python -m repabench fetch_weights --name {archive_name(data['mask_source'])})")
+    if data["source"] != "imagefolder":
+        raise SystemExit("split masked pairs ImageNet val images with masks: set data.source to imagefolder")
+    return verified_path(args.mask_archive)
+
+
+def _recorded_sha256(path: Path) -> str:
+    from repabench.atomic import read_json
+    from repabench.weights import sidecar
+
+    return read_json(sidecar(path))["sha256"] if sidecar(path).exists() else "unrecorded"

@@ -20,7 +20,7 @@ import math
 import os
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -57,6 +57,7 @@ class SamplerSettings:
     cfg_scale: float = 1.0
     guidance_low: float = 0.0
     guidance_high: float = 1.0
+    path: str = "linear"  # the generator's training path (from its checkpoint), not a sampler option
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "SamplerSettings":
@@ -140,20 +141,32 @@ def _sde_drift(x: torch.Tensor, t: float, v: torch.Tensor) -> torch.Tensor:
     return v - 0.5 * (2.0 * t) * score
 
 
+def _cosine_sde_drift(x: torch.Tensor, t: float, v: torch.Tensor) -> torch.Tensor:
+    """The same drift on the cosine path: score = (r v - x) / (sigma^2 - r d_sigma sigma), r = alpha / d_alpha."""
+    from repabench.align import path_coefficients
+
+    alpha, sigma, d_alpha, d_sigma = (float(c) for c in path_coefficients(torch.tensor(t, dtype=torch.float64),
+                                                                            "cosine"))
+    ratio = alpha / d_alpha
+    score = (ratio * v - x) / (sigma**2 - ratio * d_sigma * sigma)
+    return v - 0.5 * (2.0 * t) * score
+
+
 def euler_maruyama(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings: SamplerSettings,
                    noise: Callable[[int], torch.Tensor], null_class: int, precision: str = "fp32") -> torch.Tensor:
     """Euler-Maruyama from t = 1 to 0.04, then one deterministic step to 0; `noise(k)` is N(0, I) of step k."""
     evaluate = _Evaluator(velocity, settings, null_class, precision)
+    drift = {"linear": _sde_drift, "cosine": _cosine_sde_drift}[settings.path]
     grid = settings.time_grid().tolist()
     x = x1.to(torch.float64)
     for k in range(settings.steps - 1):
         t_cur, t_next = grid[k], grid[k + 1]
         dt = t_next - t_cur
-        d = evaluate(x, t_cur, y, _sde_drift)
+        d = evaluate(x, t_cur, y, drift)
         eps = noise(k).to(device=x.device, dtype=torch.float64)
         x = x + d * dt + math.sqrt(2.0 * t_cur) * math.sqrt(abs(dt)) * eps
     t_cur, t_next = grid[-2], grid[-1]
-    return x + evaluate(x, t_cur, y, _sde_drift) * (t_next - t_cur)
+    return x + evaluate(x, t_cur, y, drift) * (t_next - t_cur)
 
 
 def euler_ode(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings: SamplerSettings,
@@ -351,6 +364,8 @@ class Generation:
         """Hash recorded with each shard; n_samples is left out so that more samples reuse the shards."""
         fields = asdict(self)
         fields.pop("n_samples")
+        if fields["settings"]["path"] == "linear":  # keys of generations from before the cosine path stay valid
+            fields["settings"].pop("path")
         return params_hash({"generation": fields, "weights": dict(weights_identity)}, length=32)
 
 
@@ -584,6 +599,7 @@ def sample_main(argv: list[str]) -> int:
 
     model, meta = load_generator(args.checkpoint, device)
     model.eval()
+    settings = replace(settings, path=meta.get("path", "linear"))
     latent_shape = _latent_shape(model, meta)
     num_classes = _num_classes(model, meta)
     bias, scale = load_latent_stats(args.latent_stats, channels=latent_shape[0])

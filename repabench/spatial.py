@@ -180,11 +180,13 @@ def token_masks_from_pixels(masks: np.ndarray | torch.Tensor, side: int) -> np.n
     return out
 
 
-def metric_subsets(masked: bool, n_kept: int, n_total: int, min_fraction: float) -> dict[str, str]:
+def metric_subsets(masked: bool, n_kept: int, n_total: int, min_fraction: float,
+                   mask_source: str | None = None) -> dict[str, str]:
     """Which images each metric's mean is over, in words (upstream: the mask-filtered subset for all four)."""
     if masked:
-        subset = (f"mask-filtered: {n_kept} of {n_total} images with >= {100 * min_fraction:.0f}% foreground and "
-                  "background patches (as upstream)")
+        origin = f" ({mask_source} masks)" if mask_source else ""
+        subset = (f"mask-filtered: {n_kept} of {n_total} images{origin} with >= {100 * min_fraction:.0f}% "
+                  "foreground and background patches (as upstream)")
         return {name: subset for name in METRICS}
     everything = f"all {n_total} images (no masks; upstream uses its mask-filtered subset)"
     return {**{name: everything for name in METRICS}, "SRSS": "none (no masks)"}
@@ -297,7 +299,10 @@ def spatial_metrics_main(argv: list[str]) -> int:
         result[name] = {"mean": summary[name]["mean"], "ci95": summary[name]["ci95"]}
     if token_masks is None:
         result["SRSS"]["reason"] = "the feature store has no masks"
-    result["subsets"] = metric_subsets(token_masks is not None, int(kept.size), int(n_total), cfg.min_fraction)
+    mask_origin = store.meta("masks") or {}
+    result["masks"] = mask_origin or None
+    result["subsets"] = metric_subsets(token_masks is not None, int(kept.size), int(n_total), cfg.min_fraction,
+                                       mask_origin.get("source"))
     result["provenance"] = provenance(
         "spatial_metrics", params, [args.features], device,
         config={**cfg.__dict__, "bootstrap": n_boot}, seed=seed,

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from repabench.align import Method, alignment_loss, denoising_loss, linear_interpolant, sample_time, spatial_normalize
+from repabench.align import Method, alignment_loss, denoising_loss, interpolant, sample_time, spatial_normalize
 from repabench.atomic import atomic_path, read_json, write_json
 from repabench.params import load_params, resolve_device, setup, stage_parser
 from repabench.provenance import params_hash, provenance
@@ -72,6 +72,7 @@ class TrainConfig:
     compile: bool = True
     class_dropout: float = 0.1
     weighting: str = "uniform"  # training-time distribution: upstream's uniform (used) or lognormal
+    path: str = "linear"  # upstream's path_type: linear (used) or cosine
     qk_norm: bool = False  # upstream's --qk-norm (off in every upstream config)
     cache_targets: bool = False
     num_workers: int = 8
@@ -93,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"train.mixed_precision {cfg.mixed_precision!r} must be no, fp16 or bf16")
         if cfg.weighting not in ("uniform", "lognormal"):
             raise ValueError(f"train.weighting {cfg.weighting!r} must be uniform or lognormal")
+        if cfg.path not in ("linear", "cosine"):
+            raise ValueError(f"train.path {cfg.path!r} must be linear or cosine")
         late = [s for s in cfg.checkpoint_steps if s > cfg.steps]
         if late:
             raise ValueError(f"train.checkpoint_steps {late} exceed train.steps {cfg.steps}; lower them or raise steps")
@@ -102,7 +105,7 @@ class TrainConfig:
 
     def trajectory(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
-        for key, default in (("weighting", "uniform"), ("qk_norm", False)):
+        for key, default in (("weighting", "uniform"), ("qk_norm", False), ("path", "linear")):
             if out[key] == default:  # defaults leave the hashes of runs from before these options as they were
                 del out[key]
         return out
@@ -557,6 +560,8 @@ class Trainer:
                 "run": {"model": model_slug(spec.model), "encoder": ",".join(spec.encoders),
                         "method": spec.method_name},
                 "method": spec.method.as_dict(),
+                # the sampler's score follows the training path; absent = linear (checkpoints from before the option)
+                **({"path": spec.train.path} if spec.train.path != "linear" else {}),
                 "latent_stats": self.stats.as_dict(),
                 # no timestamp: identical runs write identical checkpoints (and record identical input hashes)
                 "provenance": {k: v for k, v in self.provenance().items() if k != "created"}}
@@ -591,8 +596,8 @@ class Trainer:
         labels = batch["label"].to(self.device, non_blocking=True)
         mean, std = moments.chunk(2, dim=1)
         x0 = (mean + std * torch.randn_like(mean) - self.bias) * self.scale
-        t = sample_time(x0.shape[0], device=self.device, weighting=cfg.weighting)
-        x_t, v_target = linear_interpolant(x0, torch.randn_like(x0), t)
+        t = sample_time(x0.shape[0], device=self.device, weighting=cfg.weighting, path=cfg.path)
+        x_t, v_target = interpolant(x0, torch.randn_like(x0), t, cfg.path)
         targets = self.targets(batch) if self.targets is not None else None
         self.model.train()
         with self.accelerator.autocast():

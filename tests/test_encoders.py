@@ -76,7 +76,7 @@ def test_weight_names_are_registered_weights():
     for name in enc.known_encoders():
         names = enc.weight_names(name)
         assert all(w in WEIGHTS for w in names), name
-        if name.endswith("_randinit") or enc.REGISTRY[_base(name)].family in ("hog", "hog_dense", "pixels"):
+        if name.endswith("_randinit") or enc.REGISTRY[_base(name)].family in ("hog", "hog_dense", "sift", "pixels"):
             assert names == []
         else:
             assert len(names) == 1
@@ -98,7 +98,11 @@ def test_importing_the_registry_does_not_import_torch():
 def test_every_encoder_builds_random_init_and_returns_256_tokens(name):
     """Meta device (no memory, no compute) for all, so the 7B and the ~2-3B giants fit; HOG needs real pixels."""
     expected_dim = UPSTREAM_DIMS.get(_base(name), enc.REGISTRY[_base(name)].embed_dim)
-    if enc.REGISTRY[_base(name)].family in ("hog", "hog_dense"):
+    if enc.REGISTRY[_base(name)].family == "sam2logit":  # its processor needs real pixels; tests/test_sam2logit.py
+        encoder = enc.build_encoder(name, device="meta")
+        assert encoder.embed_dim == expected_dim and not encoder.pretrained
+        return
+    if enc.REGISTRY[_base(name)].family in ("hog", "hog_dense", "sift"):
         encoder = enc.build_encoder(name)
         images = torch.randint(0, 256, (2, 3, 256, 256), dtype=torch.uint8)
     else:

@@ -127,6 +127,11 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         if spec.family == "sam":
             return SamViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)
         return TimmViTEncoder(name, spec.embed_dim, timm_spec, weight, grid=grid)
+    if spec.family == "sam2logit":
+        from repabench.encoders.sam2logit import Sam2LogitEncoder, load_sam2
+
+        network, processor = load_sam2(options["size"], weight)
+        return Sam2LogitEncoder(name, options["points_side"], network, processor, pretrained=weight is not None)
     if spec.family == "webssl":
         from repabench.encoders.webssl import WebSSLEncoder
 
@@ -151,6 +156,10 @@ def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int
         from repabench.encoders.classical import HOGDenseEncoder
 
         return HOGDenseEncoder(name, spec.embed_dim, spec.preprocessing)
+    if spec.family == "sift":
+        from repabench.encoders.classical import SIFTEncoder
+
+        return SIFTEncoder(name, spec.embed_dim, spec.preprocessing)
     if spec.family == "pixels":
         from repabench.encoders.classical import PixelEncoder
 

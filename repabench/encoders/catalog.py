@@ -30,7 +30,7 @@ VARIANTS = {
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # timm | sam | sam2 | webssl | vgg | effnet | inception | hog | hog_dense | pixels
+    family: str  # timm | sam | sam2 | sam2logit | webssl | vgg | effnet | inception | hog | hog_dense | sift | pixels
     embed_dim: int
     preprocessing: Preprocessing
     weights: tuple[str, ...] = ()
@@ -197,6 +197,14 @@ for cfg, (arch, dim) in SAM2.items():
     weight = _weight(f"sam2-vit-{cfg}.safetensors")
     _add(EncoderSpec(f"sam2-vit-{cfg}", "sam2", dim, SAM2_PREP, (weight,), {"arch": arch, "patch": 32}))
 
+# --- SAM2 mask logits of an n x n grid of point prompts (full transformers SAM2; the processor preprocesses) -----
+for cfg in SAM2:
+    for side in (8, 16):
+        _add(EncoderSpec(f"sam2logit-vit-{cfg}{side}", "sam2logit", side * side, SAM2_PREP,
+                         (_weight(f"sam2-hf-{cfg}"),),
+                         {"size": cfg, "points_side": side},
+                         note="SAM2 mask logits of a grid of single-point prompts, bilinearly resized to the grid"))
+
 # --- Web-SSL DINO (transformers Dinov2Model; normalise, bicubic to 224; last_hidden_state without CLS) ----------
 WEBSSL = {"dino300m_full2b_224": 1024, "dino1b_full2b_224": 1536, "dino2b_full2b_224": 2688,  # config -> hidden size
           "dino3b_full2b_224": 3072, "dino5b_full2b_224": 3584, "dino7b_full8b_224": 4096}
@@ -226,10 +234,12 @@ _add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP,
 _add(EncoderSpec("hog-classic-cells", "hog", 128,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
                     order="resize_then_norm", scale=1.0)))
-_add(EncoderSpec("hog-upstream-g16_d128", "hog_dense", 128,
-                 Preprocessing(mode="bilinear", antialias=False, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
-                    order="resize_then_norm", scale=1.0),
+RAW_BILINEAR = Preprocessing(mode="bilinear", antialias=False, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
+                             order="resize_then_norm", scale=1.0)  # upstream's HOG/SIFT: 0..255, bilinear resize
+_add(EncoderSpec("hog-upstream-g16_d128", "hog_dense", 128, RAW_BILINEAR,
                  note="upstream's hog-* baseline: 2-px cells on grey, dense map bilinearly resized to the grid"))
+_add(EncoderSpec("sift-upstream-g16_d128", "sift", 128, RAW_BILINEAR,
+                 note="upstream's Kornia sift-* baseline: dense SIFT on grey at the token centres, L2-normalised"))
 _add(EncoderSpec("pixels-classic-raw", "pixels", 768,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=HALF, std=HALF,
                     order="resize_then_norm")))

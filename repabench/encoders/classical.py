@@ -5,6 +5,9 @@
   16x16 token is its descriptor (128-d), L2-normalised.
 * `hog-upstream-g16_d128`: upstream's HOG baseline: 2-px cells on grey, blocks of 4x4 cells (L2-Hys), each dense
   position L2-normalised, the map resized bilinearly to the token grid.
+* `sift-upstream-g16_d128`: upstream's Kornia `sift-*` baseline: dense SIFT on grey at one keypoint per token
+  (centres 8, 24, ... px, scale 16), dominant orientation assigned, 41-px patches, 4x4x8 bins clipped at 0.2 (no
+  RootSIFT), each descriptor L2-normalised.
 * `pixels-classic-raw`: the 16x16x3 pixels under each token (768-d), scaled to [-1, 1].
 """
 
@@ -81,6 +84,42 @@ class HOGDenseEncoder(Encoder):
         fmap = torch.from_numpy(dense).permute(0, 3, 1, 2).float()
         fmap = F.interpolate(fmap, size=(grid, grid), mode="bilinear", align_corners=False)
         return fmap.flatten(2).transpose(1, 2).to(x.device)
+
+
+SIFT_PATCH = 41  # Kornia SIFTDescriptor's default patch, as upstream
+
+
+class SIFTEncoder(Encoder):
+    """Dense Kornia SIFT, one descriptor per token (docs/upstream-facts.md §4.2 `sift-*`); needs the `kornia` package."""
+
+    def __init__(self, name: str, embed_dim: int, preprocessing: Preprocessing):
+        super().__init__(name, embed_dim, pretrained=False)
+        try:
+            import kornia.feature as kf
+        except ModuleNotFoundError as exc:
+            raise RuntimeError(f"{name} needs the kornia package (requirements/base.txt); run `make install`") from exc
+        self.preprocessing = preprocessing
+        self.descriptor = kf.SIFTDescriptor(SIFT_PATCH, num_ang_bins=8, num_spatial_bins=4, rootsift=False,
+                                            clipval=0.2)
+        self.orienter = kf.LAFOrienter(SIFT_PATCH // 2)
+
+    def tokens(self, x: Tensor, grid: int) -> Tensor:
+        import kornia
+        import kornia.feature as kf
+
+        n, _, side, _ = x.shape
+        grey = kornia.color.rgb_to_grayscale(x.float() / 255.0)
+        centres = torch.arange(TOKEN_PIXELS // 2, side, TOKEN_PIXELS, dtype=torch.float32, device=x.device)
+        ys, xs = torch.meshgrid(centres, centres, indexing="ij")  # row-major token order
+        xy = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1).expand(n, -1, -1)
+        t = xy.shape[1]
+        scale = torch.full((n, t, 1, 1), float(TOKEN_PIXELS), device=x.device)
+        lafs = kf.laf_from_center_scale_ori(xy, scale, torch.zeros(n, t, 1, device=x.device))
+        self.orienter.to(x.device), self.descriptor.to(x.device)
+        lafs = self.orienter(lafs, grey)
+        patches = kf.extract_patches_from_pyramid(grey, lafs, PS=SIFT_PATCH)
+        desc = self.descriptor(patches.reshape(n * t, 1, SIFT_PATCH, SIFT_PATCH)).reshape(n, t, -1)
+        return F.normalize(desc, dim=-1)
 
 
 class PixelEncoder(Encoder):

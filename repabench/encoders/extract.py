@@ -109,6 +109,7 @@ def extract_features_main(argv: list[str]) -> int:
             "resolution": height,
             "num_classes": store.meta("num_classes"),
             "class_names": store.meta("class_names"),
+            "masks": store.meta("masks"),
             "images_per_second": n / max(elapsed, 1e-9),
             "provenance": provenance("extract_features", {"features": {"grid": grid, "batch_size": batch_size,
                                                                        "dtype": dtype}, "encoder": args.encoder},

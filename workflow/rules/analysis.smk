@@ -3,7 +3,7 @@
 
 rule spatial_metrics:
     input:
-        features="results/features/{encoder}/heldout",
+        features=f"results/features/{{encoder}}/{SPATIAL_SPLIT}",
     output:
         "results/spatial/{encoder}.json",
     log:

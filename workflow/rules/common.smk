@@ -10,6 +10,7 @@ from snakemake.utils import validate
 from repabench.encoders import weight_names
 from repabench.sizes import model_name, model_slug
 from repabench.weight_catalog import WEIGHTS
+from repabench.masks import archive_name
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -64,6 +65,12 @@ def _check_config():
         raise ConfigError(
             f"report.step: {config['report']['step']} is not one of train.checkpoint_steps {train['checkpoint_steps']}"
         )
+    if config["data"].get("mask_source") and config["data"]["source"] != "imagefolder":
+        raise ConfigError("data.mask_source: ImageNet-S masks pair with ImageNet val images; set data.source to "
+                          "imagefolder or drop data.mask_source")
+    if config["data"].get("mask_source") and config["published"]["enabled"]:
+        raise ConfigError("data.mask_source: the published study brings its own masks (published.masks); "
+                          "drop data.mask_source")
     if config["data"]["source"] == "imagefolder" and not config["data"]["root"]:
         raise ConfigError("data.root: must point at the ImageNet-style folder tree when data.source is imagefolder")
     if "none" in methods:
@@ -99,6 +106,8 @@ ENCODERS = list(config["encoders"])
 METHODS = list(config["run_methods"])
 SAMPLER = config["sample"]["sampler"]
 STEPS = [f"{s:07d}" for s in sorted(config["train"]["checkpoint_steps"])]
+MASK_SOURCE = config["data"].get("mask_source")
+SPATIAL_SPLIT = "masked" if MASK_SOURCE else "heldout"  # the image set of the spatial metrics
 DEVICE = config["device"]
 USE_GPU = DEVICE != "cpu"
 
@@ -116,7 +125,7 @@ wildcard_constraints:
     method="|".join([METHOD_PATTERN, UNTRAINED_METHOD]),
     sampler="|".join(map(re.escape, config["samplers"])),
     step=r"\d{7}",
-    split="train|heldout",
+    split="train|heldout|masked",
 
 
 def stage_params(*sections, **extra):
@@ -162,6 +171,11 @@ def encoder_weight_files(encoder):
 def encoder_weights(wildcards):
     """Input function: the weight files of the rule's {encoder}."""
     return encoder_weight_files(wildcards.encoder)
+
+
+def mask_archive():
+    """The fetched ImageNet-S release the masked split is built from ([] without data.mask_source)."""
+    return [f"{WEIGHTS_DIR}/{archive_name(MASK_SOURCE)}"] if MASK_SOURCE else []
 
 
 def weights_dir_of(wildcards, input):

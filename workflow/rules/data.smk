@@ -4,6 +4,8 @@
 rule prepare_images:
     output:
         directory("results/data/{split}"),
+    wildcard_constraints:
+        split="train|heldout",
     log:
         "results/logs/prepare_images/{split}.log",
     benchmark:
@@ -18,6 +20,28 @@ rule prepare_images:
         "../../envs/repabench.yaml"
     shell:
         "python -m repabench prepare_images --split {wildcards.split} --out {output} "
+        "--params {params.p:q} --threads {threads} > {log} 2>&1"
+
+
+rule prepare_masked_images:
+    input:
+        archive=mask_archive(),
+    output:
+        directory("results/data/masked"),
+    log:
+        "results/logs/prepare_images/masked.log",
+    benchmark:
+        "results/benchmarks/prepare_images/masked.tsv"
+    params:
+        p=stage_params("data", "seed"),
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/repabench.yaml"
+    shell:
+        "python -m repabench prepare_images --split masked --mask-archive {input.archive} --out {output} "
         "--params {params.p:q} --threads {threads} > {log} 2>&1"
 
 
