@@ -265,10 +265,16 @@ class SiT(nn.Module):
         x = x.reshape(x.shape[0], g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], c, g * p, g * p)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """x [B,C,H,W] latents, t [B] in [0,1] (1 = noise), y [B] labels -> velocity, plus zs with projectors."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                extra_condition: torch.Tensor | None = None):
+        """x [B,C,H,W] latents, t [B] in [0,1] (1 = noise), y [B] labels -> velocity, plus zs with projectors.
+
+        extra_condition [B, D], when given, is added to the conditioning vector t_emb + y_emb (MeanFlow adds the
+        embedding of t - r there; repabench.meanflow)."""
         h = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed
         c = self.t_embedder(t) + self.y_embedder(y)
+        if extra_condition is not None:
+            c = c + extra_condition
         zs = None
         for index, block in enumerate(self.blocks):
             h = block(h, c)
