@@ -1,6 +1,6 @@
 """MeanFlow: one- and few-step generation by learning the average velocity u(z, r, t) on SiT.
 
-Facts (MeanFlow, Geng et al. 2025, arXiv 2505.13447, and its official code; docs/upstream-facts.md §9.4 for the
+Facts (MeanFlow, Geng et al. 2025, arXiv 2505.13447, and its official code: docs/upstream-facts.md §9.5; §9.4 for the
 iREPA numbers): linear path z_t = (1 - t) x + t e (t = 1 noise, as SiT), instantaneous velocity v = e - x, average
 velocity u(z_t, r, t) = 1/(t - r) * integral_r^t v ds for r <= t. The MeanFlow identity gives the regression target
 

@@ -15,7 +15,7 @@ PAPER_MILLIONS = {"JiT-B/16": 131, "JiT-L/16": 459, "JiT-H/16": 953}
 
 
 def hand_count(depth, d, heads, patch, bottleneck, in_context, image=256, classes=1000, channels=3):
-    """JiT's layer shapes (JiT `model_jit.py`, docs/upstream-facts.md §10.1), independent of the module code."""
+    """JiT's layer shapes (JiT `model_jit.py`, docs/upstream-facts.md §10), independent of the module code."""
     head = d // heads
     swiglu = int(4 * d * 2 / 3)
     block = (d * 3 * d + 3 * d + d * d + d  # qkv (bias) + proj
