@@ -40,9 +40,10 @@ JIT_CONFIGS: dict[str, dict[str, Any]] = {
                      in_context_start=10, patch_size=16, upstream=True),
     "JiT-H/32": dict(depth=32, hidden_size=1280, num_heads=16, bottleneck_dim=256, in_context_len=32,
                      in_context_start=10, patch_size=32, upstream=True),
-    "JiT-T/8": dict(depth=4, hidden_size=64, num_heads=2, bottleneck_dim=16, in_context_len=4,
-                    in_context_start=2, patch_size=8, upstream=False),
 }
+for _patch in (8, 16):  # tiny CPU sizes; at the demo's 128 px, JiT-T/16 has the 8x8 grid of SiT-T/2 on f8 latents
+    JIT_CONFIGS[f"JiT-T/{_patch}"] = dict(depth=4, hidden_size=64, num_heads=2, bottleneck_dim=16, in_context_len=4,
+                                          in_context_start=2, patch_size=_patch, upstream=False)
 
 
 # --------------------------------------------------------------------------------------------------------------

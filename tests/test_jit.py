@@ -188,7 +188,15 @@ def test_guidance_only_inside_its_interval():
     assert torch.allclose(out, k_g * z_half)
 
 
-def test_tiny_jit_overfits_one_batch():
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on a shared CPU: more threads only contend
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tiny_jit_overfits_one_batch(one_thread):
     torch.manual_seed(0)
     model = JiT(input_size=8, patch_size=4, hidden_size=32, depth=2, num_heads=2, bottleneck_dim=8,
                 in_context_len=2, in_context_start=1, num_classes=4)
@@ -208,3 +216,10 @@ def test_tiny_jit_overfits_one_batch():
     model.eval()
     end = float(jit_loss(model, x, y, objective, **probe)[0])
     assert math.isfinite(end) and end < 0.2 * start
+
+
+def test_tiny_size_matches_the_demo_token_grid():
+    model = build_jit("JiT-T/16", input_size=128, num_classes=10, projectors=[ProjectorSpec("conv", 4)],
+                      encoder_depth=3)
+    image, zs = model(torch.randn(1, 3, 128, 128), torch.rand(1), torch.tensor([10]))
+    assert model.grid == 8 and image.shape == (1, 3, 128, 128) and zs[0].shape == (1, 64, 4)
