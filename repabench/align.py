@@ -69,6 +69,20 @@ def sample_time(batch: int, device: torch.device | str = "cpu", generator: torch
     raise ValueError(f"time weighting {weighting!r} is not one of {TIME_WEIGHTINGS}")
 
 
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[B] values shaped [B, 1, 1, ...] to broadcast against `like`, in its dtype."""
+    return values.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+def drop_labels(labels: torch.Tensor, prob: float, null_class: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each label replaced by the null class with probability `prob` (classifier-free guidance training)."""
+    if prob <= 0:
+        return labels
+    drop = torch.rand(labels.shape[0], device=labels.device, generator=generator) < prob
+    return torch.where(drop, torch.full_like(labels, null_class), labels)
+
+
 def linear_interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x_t = (1 - t) x0 + t eps and the velocity target v = eps - x0 (t = 0 data, t = 1 noise)."""
     t = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)

@@ -15,7 +15,6 @@ REPA / iREPA: projectors (repabench.sit.build_projector) read the patch tokens a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repabench.align import alignment_loss, denoising_loss
+from repabench.align import alignment_loss, denoising_loss, drop_labels, per_sample
 from repabench.sit import ProjectorSpec, TimestepEmbedder, build_projector, modulate, sincos_pos_embed_2d
 
 # name -> sizes (JiT `model_jit.py`).  "upstream": False marks the tiny CPU size no upstream code trains.
@@ -274,10 +273,6 @@ def build_jit(name: str, input_size: int = 256, num_classes: int = 1000,
 # objective
 
 
-def _per_sample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
-
-
 @dataclass(frozen=True)
 class JiTObjective:
     """x-prediction with a velocity loss (JiT `denoiser.py`; `main_jit.py` defaults)."""
@@ -294,16 +289,7 @@ class JiTObjective:
 
     def velocity(self, image: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(image - z_t) / max(1 - t, t_eps): the velocity towards `image` (t = 1 clean)."""
-        return (image - z) / (1 - _per_sample(t, z)).clamp_min(self.t_eps)
-
-
-def drop_labels(labels: torch.Tensor, prob: float, null_class: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Each label replaced by the null class with probability `prob` (for classifier-free guidance)."""
-    if prob <= 0:
-        return labels
-    drop = torch.rand(labels.shape[0], device=labels.device, generator=generator) < prob
-    return torch.where(drop, torch.full_like(labels, null_class), labels)
+        return (image - z) / (1 - per_sample(t, z)).clamp_min(self.t_eps)
 
 
 def jit_loss(net: JiT, x: torch.Tensor, y: torch.Tensor, objective: JiTObjective = JiTObjective(),
@@ -320,7 +306,7 @@ def jit_loss(net: JiT, x: torch.Tensor, y: torch.Tensor, objective: JiTObjective
         t = objective.sample_time(x.shape[0], x.device, generator)
     if noise is None:
         noise = torch.randn(x.shape, device=x.device, generator=generator)
-    z = _per_sample(t, x) * x + (1 - _per_sample(t, x)) * objective.noise_scale * noise
+    z = per_sample(t, x) * x + (1 - per_sample(t, x)) * objective.noise_scale * noise
     out = net(z, t, y)
     image, zs = out if isinstance(out, tuple) else (out, None)
     denoise = denoising_loss(objective.velocity(image, z, t), objective.velocity(x, z, t))

@@ -19,9 +19,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from repabench.align import alignment_loss
-from repabench.jit import drop_labels
-from repabench.sit import MODEL_CONFIGS, SiT, TimestepEmbedder, ProjectorSpec
+from repabench.align import alignment_loss, drop_labels, per_sample
+from repabench.sit import MODEL_CONFIGS, ProjectorSpec, SiT, TimestepEmbedder
 
 TIME_SAMPLERS = ("logit_normal", "uniform")
 
@@ -103,10 +102,6 @@ class MeanFlowObjective:
         return torch.where(equal, t, r), t
 
 
-def _per_sample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
-
-
 def _velocity_only(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
@@ -118,7 +113,7 @@ def meanflow_target(model_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor
     The output keeps its graph (it is the JVP's primal), so the loss needs no second forward pass."""
     out, tangent = torch.func.jvp(model_fn, (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
     dudt = _velocity_only(tangent)
-    target = v - _per_sample((t - r).clamp(0.0, 1.0), z) * dudt
+    target = v - per_sample((t - r).clamp(0.0, 1.0), z) * dudt
     return out, target.detach()
 
 
@@ -132,7 +127,7 @@ def guided_velocity(model: MeanFlowSiT, z: torch.Tensor, t: torch.Tensor, y: tor
     u_cond, u_uncond = both.chunk(2)
     guided = objective.omega * v + objective.kappa * u_cond + (1 - objective.omega - objective.kappa) * u_uncond
     use = (t >= objective.guidance_t_min) & (t <= objective.guidance_t_max) & ~dropped
-    return torch.where(_per_sample(use, z).bool(), guided, v)
+    return torch.where(per_sample(use, z).bool(), guided, v)
 
 
 def meanflow_loss(model: MeanFlowSiT, x: torch.Tensor, y: torch.Tensor,
@@ -149,7 +144,7 @@ def meanflow_loss(model: MeanFlowSiT, x: torch.Tensor, y: torch.Tensor,
         r, t = objective.sample_times(x.shape[0], x.device, generator)
     if noise is None:
         noise = torch.randn(x.shape, device=x.device, generator=generator)
-    z = (1 - _per_sample(t, x)) * x + _per_sample(t, x) * noise
+    z = (1 - per_sample(t, x)) * x + per_sample(t, x) * noise
     v = noise - x
     if objective.guided:
         v = guided_velocity(model, z, t, labels, v, dropped, objective)
