@@ -79,6 +79,7 @@ def test_loss_uses_the_jvp_primal_with_its_gradient():
     by_hand = (err / (err.detach() + 0.01)).mean() + 0.5 * align
     by_hand.backward()
     assert torch.allclose(loss, by_hand, rtol=1e-5)
+    assert parts["mse"] == pytest.approx(float(err.detach().mean()), rel=1e-5)
     assert torch.allclose(grad, model.blocks[0].attn.qkv.weight.grad, rtol=1e-4, atol=1e-7)
     assert parts["align"] == pytest.approx(float(align.detach()), abs=1e-6)
 
@@ -98,16 +99,22 @@ def test_guided_target_mixes_velocity_and_model_outputs():
     x, noise = torch.randn(2, 2, 8, 8, dtype=torch.float64), torch.randn(2, 2, 8, 8, dtype=torch.float64)
     y = torch.tensor([1, 2])
     t = torch.tensor([0.5, 0.9], dtype=torch.float64)  # the second lies outside the guidance interval
-    loss, _ = meanflow_loss(model, x, y, objective, r=t.clone(), t=t, noise=noise)
+    r = torch.tensor([0.2, 0.4], dtype=torch.float64)
+    _, parts = meanflow_loss(model, x, y, objective, r=r, t=t, noise=noise)
     tb = t.view(-1, 1, 1, 1)
     z = (1 - tb) * x + tb * noise
     with torch.no_grad():
         u_c, u_u = model(z, t, t, y), model(z, t, t, torch.tensor([3, 3]))
-        u = model(z, t, t, y)
     v = noise - x
     v_g = torch.stack([2.0 * v[0] + 0.5 * u_c[0] + (1 - 2.0 - 0.5) * u_u[0], v[1]])
-    err = ((u - v_g) ** 2).sum(dim=(1, 2, 3))  # r = t: the target is the guided velocity itself
-    assert float(loss.detach()) == pytest.approx(float((err / (err + 0.01)).mean()), rel=1e-9)
+    # the identity holds for the guided field: its JVP runs along (v~, 0, 1), not along v
+    u, target = meanflow_target(lambda zz, rr, tt: model(zz, rr, tt, y), z, r, t, v_g)
+    _, unguided_target = meanflow_target(lambda zz, rr, tt: model(zz, rr, tt, y), z, r, t, v)
+    # the (unweighted) squared error: the adaptive weight would bring every sample's loss close to 1
+    err = ((u - target) ** 2).sum(dim=(1, 2, 3)).mean()
+    wrong = ((u - (v_g + (unguided_target - v))) ** 2).sum(dim=(1, 2, 3)).mean()
+    assert parts["mse"] == pytest.approx(float(err), rel=1e-5)
+    assert parts["mse"] != pytest.approx(float(wrong), rel=1e-2)
 
 
 def test_one_step_sample_is_noise_minus_u_by_hand():
