@@ -92,13 +92,14 @@ def test_projector_sees_the_patch_grid_with_or_without_in_context_tokens():
         assert image.shape == (2, 3, 16, 16) and [z.shape for z in zs] == [(2, 16, 5), (2, 16, 7)]
 
 
-def test_in_context_tokens_carry_the_label():
-    model = _randomise(tiny_jit()).eval()
-    z, t = torch.randn(1, 3, 16, 16), torch.rand(1)
-    base = model(z, t, torch.tensor([1]))
-    with torch.no_grad():
-        model.in_context_posemb.add_(1.0)
-    assert not torch.allclose(model(z, t, torch.tensor([1])), base)
+def test_in_context_tokens_enter_at_their_block():
+    z, t, y = torch.randn(1, 3, 16, 16), torch.rand(1), torch.tensor([1])
+    for depth, affected in ((1, False), (2, True)):  # in_context_start = 1: inserted before the second block
+        model = _randomise(tiny_jit(projectors=[ProjectorSpec("linear", 4)], encoder_depth=depth)).eval()
+        before = model(z, t, y)[1][0]
+        with torch.no_grad():
+            model.in_context_posemb.add_(1.0)
+        assert torch.allclose(model(z, t, y)[1][0], before) != affected
 
 
 def test_loss_matches_the_hand_formula():
