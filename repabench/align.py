@@ -127,3 +127,14 @@ def alignment_loss(projected: Sequence[torch.Tensor], targets: Sequence[torch.Te
         cosine = (F.normalize(z.float(), dim=-1) * F.normalize(target.float(), dim=-1)).sum(-1)
         losses.append(-cosine.mean())
     return torch.stack(losses).mean()
+
+
+def with_alignment(denoise: torch.Tensor, parts: dict[str, float], zs: Sequence[torch.Tensor] | None,
+                   targets: Sequence[torch.Tensor] | None, coeff: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """denoise + coeff * alignment_loss(zs, targets) when encoder targets are given (parts gains "align")."""
+    if not targets:
+        return denoise, parts
+    if zs is None:
+        raise ValueError("encoder targets were given but the generator has no projectors")
+    align = alignment_loss(zs, targets)
+    return denoise + coeff * align, {**parts, "align": float(align.detach())}

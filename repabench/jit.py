@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repabench.align import alignment_loss, denoising_loss, drop_labels, per_sample
-from repabench.sit import ProjectorSpec, TimestepEmbedder, build_projector, modulate, sincos_pos_embed_2d
+from repabench.align import denoising_loss, drop_labels, per_sample, with_alignment
+from repabench.sit import (ProjectorSpec, TimestepEmbedder, build_projector, init_linear_layers, modulate,
+                           sincos_pos_embed_2d)
 
 # name -> sizes (JiT `model_jit.py`).  "upstream": False marks the tiny CPU size no upstream code trains.
 JIT_CONFIGS: dict[str, dict[str, Any]] = {
@@ -217,11 +218,7 @@ class JiT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_linear_layers(self)
         for conv in (self.x_embedder.proj1, self.x_embedder.proj2):
             nn.init.xavier_uniform_(conv.weight.data.view(conv.weight.shape[0], -1))
         nn.init.zeros_(self.x_embedder.proj2.bias)
@@ -310,14 +307,7 @@ def jit_loss(net: JiT, x: torch.Tensor, y: torch.Tensor, objective: JiTObjective
     out = net(z, t, y)
     image, zs = out if isinstance(out, tuple) else (out, None)
     denoise = denoising_loss(objective.velocity(image, z, t), objective.velocity(x, z, t))
-    parts = {"denoise": float(denoise.detach())}
-    if not targets:
-        return denoise, parts
-    if zs is None:
-        raise ValueError("encoder targets were given but the JiT has no projectors")
-    align = alignment_loss(zs, targets)
-    parts["align"] = float(align.detach())
-    return denoise + coeff * align, parts
+    return with_alignment(denoise, {"denoise": float(denoise.detach())}, zs, targets, coeff)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from repabench.align import alignment_loss, drop_labels, per_sample
+from repabench.align import drop_labels, per_sample, with_alignment
 from repabench.sit import MODEL_CONFIGS, ProjectorSpec, SiT, TimestepEmbedder
 
 TIME_SAMPLERS = ("logit_normal", "uniform")
@@ -154,13 +154,7 @@ def meanflow_loss(model: MeanFlowSiT, x: torch.Tensor, y: torch.Tensor,
     weight = (error.detach() + objective.adaptive_eps).pow(objective.adaptive_p)
     denoise = (error / weight).mean()
     parts = {"denoise": float(denoise.detach()), "mse": float(error.detach().mean())}
-    if not targets:
-        return denoise, parts
-    if zs is None:
-        raise ValueError("encoder targets were given but the MeanFlow SiT has no projectors")
-    align = alignment_loss(zs, targets)
-    parts["align"] = float(align.detach())
-    return denoise + coeff * align, parts
+    return with_alignment(denoise, parts, zs, targets, coeff)
 
 
 # --------------------------------------------------------------------------------------------------------------
