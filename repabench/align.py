@@ -74,6 +74,20 @@ def sample_time(batch: int, device: torch.device | str = "cpu", generator: torch
     raise ValueError(f"time weighting {weighting!r} is not one of {TIME_WEIGHTINGS}")
 
 
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[B] values shaped [B, 1, 1, ...] to broadcast against `like`, in its dtype."""
+    return values.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+def drop_labels(labels: torch.Tensor, prob: float, null_class: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each label replaced by the null class with probability `prob` (classifier-free guidance training)."""
+    if prob <= 0:
+        return labels
+    drop = torch.rand(labels.shape[0], device=labels.device, generator=generator) < prob
+    return torch.where(drop, torch.full_like(labels, null_class), labels)
+
+
 def path_coefficients(t: torch.Tensor, path: str = "linear") -> tuple[torch.Tensor, ...]:
     """(alpha_t, sigma_t, d alpha/dt, d sigma/dt) of x_t = alpha_t x0 + sigma_t eps: linear 1-t, t;
     cosine cos(pi t / 2), sin(pi t / 2) (upstream's `path_type`)."""
@@ -90,7 +104,7 @@ def interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
     """x_t on the path and the velocity target v = d alpha x0 + d sigma eps (t = 0 data, t = 1 noise)."""
     if path == "linear":
         return linear_interpolant(x0, noise, t)
-    t = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
+    t = per_sample(t, x0)
     alpha, sigma, d_alpha, d_sigma = path_coefficients(t, path)
     return alpha * x0 + sigma * noise, d_alpha * x0 + d_sigma * noise
 
@@ -139,3 +153,14 @@ def alignment_loss(projected: Sequence[torch.Tensor], targets: Sequence[torch.Te
         cosine = (F.normalize(z.float(), dim=-1) * F.normalize(target.float(), dim=-1)).sum(-1)
         losses.append(-cosine.mean())
     return torch.stack(losses).mean()
+
+
+def with_alignment(denoise: torch.Tensor, parts: dict[str, float], zs: Sequence[torch.Tensor] | None,
+                   targets: Sequence[torch.Tensor] | None, coeff: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """denoise + coeff * alignment_loss(zs, targets) when encoder targets are given (parts gains "align")."""
+    if not targets:
+        return denoise, parts
+    if zs is None:
+        raise ValueError("encoder targets were given but the generator has no projectors")
+    align = alignment_loss(zs, targets)
+    return denoise + coeff * align, {**parts, "align": float(align.detach())}

@@ -209,6 +209,15 @@ def build_projector(dim: int, spec: ProjectorSpec) -> nn.Module:
 # the model
 
 
+def init_linear_layers(model: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every nn.Linear (DiT/SiT's base init; JiT's too)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class SiT(nn.Module):
     def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
                  depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
@@ -241,11 +250,7 @@ class SiT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_linear_layers(self)
         weight = self.x_embedder.weight.data
         nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
         nn.init.zeros_(self.x_embedder.bias)
@@ -265,10 +270,16 @@ class SiT(nn.Module):
         x = x.reshape(x.shape[0], g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], c, g * p, g * p)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor):
-        """x [B,C,H,W] latents, t [B] in [0,1] (1 = noise), y [B] labels -> velocity, plus zs with projectors."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                extra_condition: torch.Tensor | None = None):
+        """x [B,C,H,W] latents, t [B] in [0,1] (1 = noise), y [B] labels -> velocity, plus zs with projectors.
+
+        extra_condition [B, D], when given, is added to the conditioning vector t_emb + y_emb (MeanFlow adds the
+        embedding of t - r there; repabench.meanflow)."""
         h = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed
         c = self.t_embedder(t) + self.y_embedder(y)
+        if extra_condition is not None:
+            c = c + extra_condition
         zs = None
         for index, block in enumerate(self.blocks):
             h = block(h, c)
