@@ -5,8 +5,8 @@
     build_encoder(name, weights_dir) an `Encoder`: forward(uint8 images [B,3,H,W], grid) -> fp32 tokens [B,grid^2,D]
     validate_encoder_name(name)      ValueError listing the known encoders
 
-Encoder strings are `type-arch-config` (upstream-spec §4.1). `<name>_randinit` is a random-init control with the
-same architecture. `<name>_shuffled`, `<name>_global` and `<name>_local` are the spatial controls of
+Encoder strings are `type-arch-config` (docs/upstream-facts.md §4.1). `<name>_randinit` is a random-init control
+with the same architecture. `<name>_shuffled`, `<name>_global` and `<name>_local` are the spatial controls of
 `repabench.encoders.variants` (after `_randinit` when both). Importing this package is cheap (no torch); models
 are built on demand.
 """

@@ -1,7 +1,7 @@
 """The encoder interface and the preprocessing steps the families are built from.
 
 Every encoder takes uint8-valued images [B,3,H,W] and returns fp32 patch tokens [B, grid*grid, D] on the
-SiT token grid. Preprocessing is spelled out per family (upstream-spec §4.2): resize mode and size, the
+SiT token grid. Preprocessing is spelled out per family (docs/upstream-facts.md §4.2): resize mode and size, the
 normalisation constants and the order of the two.
 """
 

@@ -68,7 +68,7 @@ def hog_dense_map(grey: np.ndarray, orientations: int, cell: int = 2, cells_per_
 
 class HOGDenseEncoder(Encoder):
     """Upstream's `hog-*` baseline: HOG with 2-px cells on the grey image, the dense map resized bilinearly to the
-    token grid (upstream-spec §4.2)."""
+    token grid (docs/upstream-facts.md §4.2)."""
 
     def __init__(self, name: str, embed_dim: int, preprocessing: Preprocessing):
         super().__init__(name, embed_dim, pretrained=False)

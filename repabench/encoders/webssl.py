@@ -1,4 +1,4 @@
-"""Web-SSL DINO encoders (Fan et al. 2025) via transformers' `Dinov2Model` (upstream-spec §4.2).
+"""Web-SSL DINO encoders (Fan et al. 2025) via transformers' `Dinov2Model` (docs/upstream-facts.md §4.2).
 
 Weights are a Hugging Face snapshot directory (config.json + safetensors) fetched as `hfrepo:`; random init uses
 the architecture below (hidden size from the HF configs; depth and heads from the Web-SSL paper, which the
