@@ -10,40 +10,35 @@ normalisation of the encoder targets and the alignment-loss coefficient.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from repabench.sections import config_section
 from repabench.sit import ProjectorSpec
 
 SPATIAL_NORMS = ("none", "zscore")
 ZSCORE_EPS = 1e-6
 
 
-@dataclass(frozen=True)
+@config_section("methods.*")
 class Method:
+    """One named entry of `methods` (its defaults are the schema's)."""
+
     projector: str
-    projector_dim: int = 2048
-    kernel: int = 3
-    spatial_norm: str = "none"
-    alpha: float = 0.6
-    coeff: float = 0.5
-    encoder_depth: int = 8
+    projector_dim: int
+    kernel: int
+    spatial_norm: str
+    alpha: float
+    coeff: float
+    encoder_depth: int
     label: str = ""
 
-    @classmethod
-    def from_config(cls, entry: Mapping[str, Any], name: str = "method") -> "Method":
-        unknown = set(entry) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"method {name!r}: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
-        if "projector" not in entry:
-            raise ValueError(f"method {name!r} has no 'projector' (one of mlp, linear, conv)")
-        method = cls(**entry)
-        if method.spatial_norm not in SPATIAL_NORMS:
-            raise ValueError(f"method {name!r}: spatial_norm {method.spatial_norm!r} is not one of {SPATIAL_NORMS}")
-        return method
+    def __post_init__(self) -> None:
+        if self.spatial_norm not in SPATIAL_NORMS:
+            raise ValueError(f"spatial_norm {self.spatial_norm!r} is not one of {SPATIAL_NORMS}")
 
     def projector_specs(self, z_dims: Sequence[int]) -> list[ProjectorSpec]:
         return [ProjectorSpec(self.projector, int(z), hidden=self.projector_dim, kernel=self.kernel) for z in z_dims]
@@ -125,17 +120,20 @@ def denoising_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tens
 # alignment
 
 
-def spatial_normalize(tokens: torch.Tensor, method: str = "zscore", alpha: float = 0.6,
+def spatial_normalize(tokens: torch.Tensor, method: str, alpha: float | None = None,
                       eps: float = ZSCORE_EPS) -> torch.Tensor:
     """iREPA target normalisation over the token axis, per image and channel, in fp32.
 
-    zscore: (f - alpha * mean_T f) / (std_T f + eps), std unbiased (N - 1) as torch's default.
+    zscore: (f - alpha * mean_T f) / (std_T f + eps), std unbiased (N - 1) as torch's default; alpha is the
+    method's (`Method.alpha`).
     """
     tokens = tokens.float()
     if method == "none":
         return tokens
     if method != "zscore":
         raise ValueError(f"unknown spatial normalisation {method!r}; one of {SPATIAL_NORMS}")
+    if alpha is None:
+        raise ValueError("zscore spatial normalisation needs alpha (the method's `alpha`)")
     mean = tokens.mean(dim=1, keepdim=True)
     std = tokens.std(dim=1, keepdim=True, unbiased=True)
     return (tokens - alpha * mean) / (std + eps)

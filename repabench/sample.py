@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from repabench.atomic import atomic_path, read_json, write_json
-from repabench.params import load_params, resolve_device, setup, stage_parser
+from repabench.sections import config_section
+from repabench.stage import parse_stage, resolve_device, stage_parser
 from repabench.provenance import params_hash, provenance, sha256_file
 
 log = logging.getLogger("repabench.sample")
@@ -39,47 +40,36 @@ Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 SDE_T_END = 0.04  # the SDE grid stops here; one deterministic step then goes to t = 0
 LABEL_MODES = ("uniform", "balanced")
 PRECISIONS = ("fp32", "bf16")
-SAMPLE_DEFAULTS: dict[str, Any] = {
-    "n_samples": 50000, "labels": "uniform", "seed": 0, "shard_size": 1000, "batch_size": 250,
-    "precision": "fp32", "compile": False,  # upstream samples in fp32 (TF32 matmuls); bf16 is a named option
-}
 
 
 # ----------------------------------------------------------------------------------------------------
 # Sampler settings and the samplers
 # ----------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@config_section("samplers.*", workflow_keys=("name",))
 class SamplerSettings:
+    """One named entry of `samplers` (the rule adds the entry's `name`, which the manifest records)."""
+
     mode: str
     steps: int
-    heun: bool = False
-    cfg_scale: float = 1.0
-    guidance_low: float = 0.0
-    guidance_high: float = 1.0
+    heun: bool
+    cfg_scale: float
+    guidance_low: float
+    guidance_high: float
     path: str = "linear"  # the generator's training path (from its checkpoint), not a sampler option
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "SamplerSettings":
-        known = {"mode", "steps", "heun", "cfg_scale", "guidance_low", "guidance_high"}
-        unknown = set(params) - known - {"name"}
-        if unknown:
-            raise ValueError(f"unknown sampler keys {sorted(unknown)}; allowed: {sorted(known)}")
-        if "mode" not in params or "steps" not in params:
-            raise ValueError(f"a sampler needs 'mode' (sde|ode) and 'steps'; got {dict(params)}")
-        settings = cls(**{k: params[k] for k in known if k in params})
-        if settings.mode not in ("sde", "ode"):
-            raise ValueError(f"sampler mode {settings.mode!r} is not one of sde, ode")
-        if int(settings.steps) != settings.steps or settings.steps < 2:
-            raise ValueError(f"sampler steps must be an integer >= 2, got {settings.steps}")
-        if settings.heun and settings.mode != "ode":
+    def __post_init__(self) -> None:
+        if self.mode not in ("sde", "ode"):
+            raise ValueError(f"sampler mode {self.mode!r} is not one of sde, ode")
+        if int(self.steps) != self.steps or self.steps < 2:
+            raise ValueError(f"sampler steps must be an integer >= 2, got {self.steps}")
+        if self.heun and self.mode != "ode":
             raise ValueError("heun applies to mode=ode only; drop 'heun' or use mode: ode")
-        if settings.cfg_scale < 1.0:
-            raise ValueError(f"cfg_scale must be >= 1 (1 = no guidance), got {settings.cfg_scale}")
-        if not 0.0 <= settings.guidance_low <= settings.guidance_high <= 1.0:
+        if self.cfg_scale < 1.0:
+            raise ValueError(f"cfg_scale must be >= 1 (1 = no guidance), got {self.cfg_scale}")
+        if not 0.0 <= self.guidance_low <= self.guidance_high <= 1.0:
             raise ValueError(f"need 0 <= guidance_low <= guidance_high <= 1, got "
-                             f"[{settings.guidance_low}, {settings.guidance_high}]")
-        return settings
+                             f"[{self.guidance_low}, {self.guidance_high}]")
 
     def time_grid(self) -> torch.Tensor:
         """The float64 time points, from 1 down to 0 (steps + 1 of them)."""
@@ -369,20 +359,28 @@ class Generation:
         return params_hash({"generation": fields, "weights": dict(weights_identity)}, length=32)
 
 
-def sample_config(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The `sample` section with defaults filled and checked."""
-    unknown = set(params) - set(SAMPLE_DEFAULTS) - {"sampler", "gpus"}
-    if unknown:
-        raise ValueError(f"unknown sample keys {sorted(unknown)}; allowed: {sorted(SAMPLE_DEFAULTS)}")
-    config = {**SAMPLE_DEFAULTS, **params}
-    for name in ("n_samples", "shard_size", "batch_size"):
-        if int(config[name]) != config[name] or config[name] < 1:
-            raise ValueError(f"sample.{name} must be a positive integer, got {config[name]!r}")
-    if config["labels"] not in LABEL_MODES:
-        raise ValueError(f"sample.labels {config['labels']!r} is not one of {LABEL_MODES}")
-    if config["precision"] not in PRECISIONS:
-        raise ValueError(f"sample.precision {config['precision']!r} is not one of {PRECISIONS}")
-    return config
+@config_section("sample", workflow_keys=("gpus",))
+class SampleConfig:
+    """The `sample` section; `sampler` names the `samplers` entry the workflow evaluates (the rule passes it)."""
+
+    n_samples: int
+    sampler: str
+    labels: str
+    seed: int
+    shard_size: int
+    batch_size: int
+    precision: str  # upstream samples in fp32 (TF32 matmuls); bf16 is a named option
+    compile: bool
+
+    def __post_init__(self) -> None:
+        for name in ("n_samples", "shard_size", "batch_size"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"sample.{name} must be a positive integer, got {value!r}")
+        if self.labels not in LABEL_MODES:
+            raise ValueError(f"sample.labels {self.labels!r} is not one of {LABEL_MODES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"sample.precision {self.precision!r} is not one of {PRECISIONS}")
 
 
 def distributed_context() -> tuple[int, int, int]:
@@ -564,31 +562,33 @@ def _process_device(requested: str, local_rank: int) -> torch.device:
 
 
 def sample_main(argv: list[str]) -> int:
-    parser = stage_parser("sample", "Generate images in resumable, world-size independent shards.")
+    parser = stage_parser("sample", "Generate images in resumable, world-size independent shards.", device=True)
     parser.add_argument("--checkpoint", required=True, help="EMA checkpoint (.pt) written by train")
     parser.add_argument("--latent-stats", required=True, help="latent stats JSON (bias, scale)")
     parser.add_argument("--autoencoder-kind", required=True, choices=["pca", "sd-vae-ft-mse"])
     parser.add_argument("--autoencoder", required=True, help="autoencoder weights (file or directory)")
     parser.add_argument("--out-dir", required=True, help="results/samples/<model>/<enc>/<method>/<step>/<sampler>")
-    parser.add_argument("--params", required=True, help='{"sampler": {...}, "sample": {...}} as JSON or a file')
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    if "sampler" not in params:
-        raise SystemExit("--params needs a 'sampler' entry (mode, steps, ...) and optionally 'sample'")
-    try:
-        settings = SamplerSettings.from_params(params["sampler"])
-        config = sample_config(params.get("sample", {}))
-    except ValueError as exc:
-        raise SystemExit(f"--params: {exc}") from exc
-    sampler_name = params["sampler"].get("name") or Path(args.out_dir).name
-    for path in (args.checkpoint, args.latent_stats, args.autoencoder):
+    args, config, _, _ = parse_stage(parser, argv, {"sampler": SamplerSettings, "sample": SampleConfig})
+    generate(args.checkpoint, args.latent_stats, args.autoencoder_kind, args.autoencoder, args.out_dir,
+             config.sampler, config.sample, sampler_name=config.raw["sampler"].get("name"), device=args.device,
+             recorded_params=config.raw)
+    return 0
+
+
+def generate(checkpoint: str | Path, latent_stats: str | Path, autoencoder_kind: str, autoencoder_path: str | Path,
+             out_dir: str | Path, settings: SamplerSettings, config: SampleConfig, sampler_name: str | None = None,
+             device: str = "auto", recorded_params: Mapping[str, Any] | None = None) -> Path:
+    """Generate `config.n_samples` images of a checkpoint into shards under `out_dir` (shards already complete
+    are kept), then write its manifest; returns the manifest path. Every rank of a distributed launch calls it."""
+    sampler_name = sampler_name or Path(out_dir).name
+    if recorded_params is None:
+        recorded_params = {"sampler": {**asdict(settings), "name": sampler_name}, "sample": asdict(config)}
+    for path in (checkpoint, latent_stats, autoencoder_path):
         if not Path(path).exists():
             raise SystemExit(f"{path} does not exist; run the stage that produces it first")
 
     rank, world, local_rank = distributed_context()
-    device = _process_device(args.device, local_rank)
+    device = _process_device(device, local_rank)
     _init_distributed(world, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -597,35 +597,35 @@ def sample_main(argv: list[str]) -> int:
     from repabench.sit import load_generator
     from repabench.vae import load_autoencoder
 
-    model, meta = load_generator(args.checkpoint, device)
+    model, meta = load_generator(checkpoint, device)
     model.eval()
     settings = replace(settings, path=meta.get("path", "linear"))
     latent_shape = _latent_shape(model, meta)
     num_classes = _num_classes(model, meta)
-    bias, scale = load_latent_stats(args.latent_stats, channels=latent_shape[0])
-    _check_latent_stats(meta, bias, scale, args.latent_stats)
-    autoencoder = load_autoencoder(args.autoencoder_kind, args.autoencoder)  # verifies fetched weights itself
+    bias, scale = load_latent_stats(latent_stats, channels=latent_shape[0])
+    _check_latent_stats(meta, bias, scale, latent_stats)
+    autoencoder = load_autoencoder(autoencoder_kind, autoencoder_path)  # verifies fetched weights itself
     if hasattr(autoencoder, "to"):
         autoencoder = autoencoder.to(device)
 
-    precision = config["precision"]
+    precision = config.precision
     if precision == "bf16" and device.type != "cuda":
         log.warning("bf16 autocast requested on %s; sampling in fp32 (CPU bf16 autocast is several times slower "
                     "and does not reproduce GPU bf16 numerics anyway)", device)
         precision = "fp32"
-    generation = Generation(settings, int(config["n_samples"]), int(config["seed"]), config["labels"],
-                            precision, int(config["shard_size"]), num_classes, latent_shape)
-    weights = {"checkpoint": _file_identity(args.checkpoint), "latent_stats": _file_identity(args.latent_stats),
-               "autoencoder": {"kind": args.autoencoder_kind, **_file_identity(args.autoencoder)}}
+    generation = Generation(settings, int(config.n_samples), int(config.seed), config.labels,
+                            precision, int(config.shard_size), num_classes, latent_shape)
+    weights = {"checkpoint": _file_identity(checkpoint), "latent_stats": _file_identity(latent_stats),
+               "autoencoder": {"kind": autoencoder_kind, **_file_identity(autoencoder_path)}}
     key = generation.key(weights)
-    velocity = _compiled(model, config["compile"])
-    out_dir = Path(args.out_dir)
+    velocity = _compiled(model, config.compile)
+    out_dir = Path(out_dir)
     manifest = out_dir / "manifest.json"
     if rank == 0 and manifest.exists():
         manifest.unlink()  # stale until every shard of this generation is verified again
     started = time.perf_counter()
     generated = generate_shards(out_dir, velocity, autoencoder.decode, generation, key, bias, scale, device,
-                                int(config["batch_size"]), rank, world)
+                                int(config.batch_size), rank, world)
     elapsed = time.perf_counter() - started
     _barrier(world)
     if rank == 0:
@@ -635,18 +635,18 @@ def sample_main(argv: list[str]) -> int:
             "sampler_name": sampler_name,
             "run": {"model": run.get("model"), "encoder": run.get("encoder"), "method": run.get("method"),
                     "step": step, "sampler": sampler_name},
-            "precision_requested": config["precision"],
-            "batch_size": int(config["batch_size"]),
+            "precision_requested": config.precision,
+            "batch_size": int(config.batch_size),
             "world_size": world,
             "weights": weights,
-            "provenance": provenance("sample", params, [args.checkpoint, args.latent_stats, args.autoencoder],
+            "provenance": provenance("sample", recorded_params, [checkpoint, latent_stats, autoencoder_path],
                                      device, seed=generation.seed, precision=generation.precision,
                                      tf32=device.type == "cuda",
                                      rank0_generated_shards=len(generated), rank0_seconds=round(elapsed, 3)),
         })
         log.info("wrote %s (%d samples)", manifest, generation.n_samples)
     _barrier(world)
-    return 0
+    return manifest
 
 
 def _latent_shape(model: Any, meta: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -688,11 +688,7 @@ def export_npz_main(argv: list[str]) -> int:
     parser = stage_parser("export_npz", "Export sample shards to ADM's .npz layout (arr_0 uint8 NHWC, arr_1 labels).")
     parser.add_argument("--manifest", required=True, help="results/samples/.../manifest.json")
     parser.add_argument("--out", required=True, help="output .npz")
-    parser.add_argument("--no-labels", action="store_true", help="write arr_0 only")
-    parser.add_argument("--params", default=None, help="unused; accepted for uniformity")
-    args = parser.parse_args(argv)
-    setup(args)
-    load_params(args.params)
-    path = export_npz(args.manifest, args.out, with_labels=not args.no_labels)
+    args, _, _, _ = parse_stage(parser, argv)
+    path = export_npz(args.manifest, args.out)
     log.info("wrote %s", path)
     return 0

@@ -37,7 +37,8 @@ import torch
 
 from repabench.align import Method, alignment_loss, denoising_loss, interpolant, sample_time, spatial_normalize
 from repabench.atomic import atomic_path, read_json, write_json
-from repabench.params import load_params, resolve_device, setup, stage_parser
+from repabench.sections import config_section
+from repabench.stage import parse_stage, resolve_device, stage_parser
 from repabench.provenance import params_hash, provenance
 from repabench.sit import MODEL_CONFIGS, build_sit, generator_kwargs, generator_state_dict, model_slug
 from repabench.store import Store, StoreError
@@ -51,57 +52,47 @@ TIME_BUDGET_ENV = "REPABENCH_TIME_BUDGET_MIN"
 SLURM_MARGIN_S = 120.0
 # train keys that do not change the trajectory of a run: excluded from the state hash so that a run can be
 # extended (steps), checkpointed differently, or resumed on another machine with other throughput settings
-_NON_TRAJECTORY_KEYS = ("steps", "checkpoint_steps", "state_every", "time_budget_min", "num_workers", "gpus",
-                        "compile", "log_every")
+_NON_TRAJECTORY_KEYS = ("steps", "checkpoint_steps", "state_every", "num_workers", "compile", "log_every")
 
 
-@dataclass(frozen=True)
+@config_section("train", workflow_keys=("gpus", "time_budget_min"))
 class TrainConfig:
-    steps: int = 400_000
-    checkpoint_steps: tuple[int, ...] = (100_000, 200_000, 300_000, 400_000)
-    state_every: int = 5000
-    global_batch: int = 256
-    lr: float = 1e-4
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    adam_eps: float = 1e-8
-    grad_clip: float = 1.0
-    ema_decay: float = 0.9999
-    mixed_precision: str = "fp16"  # upstream: fp16 autocast + GradScaler; bf16 is the faster named option
-    tf32: bool = True
-    compile: bool = True
-    class_dropout: float = 0.1
-    weighting: str = "uniform"  # training-time distribution: upstream's uniform (used) or lognormal
-    path: str = "linear"  # upstream's path_type: linear (used) or cosine
-    qk_norm: bool = False  # upstream's --qk-norm (off in every upstream config)
-    cache_targets: bool = False
-    num_workers: int = 8
-    gpus: int = 1
-    time_budget_min: float | None = None
-    log_every: int = 100
+    """The `train` section (defaults: the schema's). GPU count and time budget are the workflow's: the rule
+    requests the GPUs, and `parse_run` hands the budget to `RunSpec`."""
 
-    @classmethod
-    def from_config(cls, entry: Mapping[str, Any]) -> "TrainConfig":
-        unknown = set(entry) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"train: unknown keys {sorted(unknown)}")
-        values = dict(entry)
-        for key in ("checkpoint_steps", "adam_betas"):
-            if key in values:
-                values[key] = tuple(values[key])
-        cfg = cls(**values)
-        if cfg.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"train.mixed_precision {cfg.mixed_precision!r} must be no, fp16 or bf16")
-        if cfg.weighting not in ("uniform", "lognormal"):
-            raise ValueError(f"train.weighting {cfg.weighting!r} must be uniform or lognormal")
-        if cfg.path not in ("linear", "cosine"):
-            raise ValueError(f"train.path {cfg.path!r} must be linear or cosine")
-        late = [s for s in cfg.checkpoint_steps if s > cfg.steps]
+    steps: int
+    checkpoint_steps: tuple[int, ...]
+    state_every: int
+    global_batch: int
+    lr: float
+    adam_betas: tuple[float, float]
+    weight_decay: float
+    adam_eps: float
+    grad_clip: float
+    ema_decay: float
+    mixed_precision: str
+    tf32: bool
+    compile: bool
+    class_dropout: float
+    cache_targets: bool
+    num_workers: int
+    log_every: int
+    weighting: str = "uniform"  # absent in the schema = upstream's uniform training times
+    path: str = "linear"  # absent in the schema = upstream's path_type linear (used); or cosine
+    qk_norm: bool = False  # absent in the schema = off, as in every upstream config
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"train.mixed_precision {self.mixed_precision!r} must be no, fp16 or bf16")
+        if self.weighting not in ("uniform", "lognormal"):
+            raise ValueError(f"train.weighting {self.weighting!r} must be uniform or lognormal")
+        if self.path not in ("linear", "cosine"):
+            raise ValueError(f"train.path {self.path!r} must be linear or cosine")
+        late = [s for s in self.checkpoint_steps if s > self.steps]
         if late:
-            raise ValueError(f"train.checkpoint_steps {late} exceed train.steps {cfg.steps}; lower them or raise steps")
-        if min(cfg.steps, cfg.state_every, cfg.global_batch, cfg.log_every) < 1:
+            raise ValueError(f"train.checkpoint_steps {late} exceed train.steps {self.steps}; lower them or raise steps")
+        if min(self.steps, self.state_every, self.global_batch, self.log_every) < 1:
             raise ValueError("train.steps, state_every, global_batch and log_every must be >= 1")
-        return cfg
 
     def trajectory(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
@@ -367,7 +358,8 @@ class RunSpec:
     out_dir: Path
     state_root: Path
     state_dir: Path | None = None
-    time_budget_min: float | None = None
+    time_budget_min: float | None = None  # --time-budget-min
+    config_time_budget_min: float | None = None  # train.time_budget_min
     job_runtime_min: float | None = None
     device: str = "auto"
     show_progress: bool = True
@@ -630,7 +622,7 @@ class Trainer:
 
         spec, cfg = self.spec, self.spec.train
         started = time.monotonic()
-        budget = time_budget_seconds(spec.time_budget_min, cfg.time_budget_min, spec.job_runtime_min)
+        budget = time_budget_seconds(spec.time_budget_min, spec.config_time_budget_min, spec.job_runtime_min)
         deadline = started + budget if budget is not None else None
         self.resume()
         self._check_reachable_checkpoints()
@@ -737,8 +729,12 @@ class Trainer:
 # stage
 
 
+TRAIN_PARAMS = {"method": Method, "train": TrainConfig, "seed": int}
+
+
 def parse_run(argv: list[str]) -> RunSpec:
-    parser = stage_parser("train", "Train SiT with REPA/iREPA alignment (resumable; exit 75 = stopped, rerun).")
+    parser = stage_parser("train", "Train SiT with REPA/iREPA alignment (resumable; exit 75 = stopped, rerun).",
+                          device=True)
     parser.add_argument("--images", type=Path, required=True, help="image store (uint8 NHWC images, labels)")
     parser.add_argument("--latents", type=Path, required=True, help="latent store (moments [N,8,h,w], labels)")
     parser.add_argument("--latent-stats", type=Path, required=True, help="stats.json with bias/scale per channel")
@@ -747,8 +743,6 @@ def parse_run(argv: list[str]) -> RunSpec:
     parser.add_argument("--weights-dir", type=Path, default=Path("resources/weights"))
     parser.add_argument("--model", required=True, help=f"one of {', '.join(MODEL_CONFIGS)} (or a slug, sit-b-2)")
     parser.add_argument("--method-name", required=True, help="name of the method entry (recorded)")
-    parser.add_argument("--params", required=True,
-                        help='JSON or file: {"method": {...}, "train": {...}, "seed": 0}')
     parser.add_argument("--out-dir", type=Path, required=True, help="results/train/<model>/<encoder>/<method>")
     parser.add_argument("--state-root", type=Path, default=Path("results/state/train"),
                         help="resumable states live in <state-root>/<params-hash>/")
@@ -757,16 +751,8 @@ def parse_run(argv: list[str]) -> RunSpec:
                         help=f"stop cleanly (exit {EXIT_RESUBMIT}) before this many minutes (also ${TIME_BUDGET_ENV})")
     parser.add_argument("--job-runtime-min", type=float, default=None,
                         help="the job's runtime limit (Snakemake resources.runtime); used inside SLURM jobs only")
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    unknown = set(params) - {"method", "train", "seed"}
-    if unknown:
-        raise SystemExit(f"--params: unknown keys {sorted(unknown)} (expected method, train, seed)")
-    if "method" not in params:
-        raise SystemExit("--params needs a 'method' entry (the named method of the config)")
+    args, config, _, seed = parse_stage(parser, argv, TRAIN_PARAMS)
     model = args.model
     if model not in MODEL_CONFIGS:
         from repabench.sit import model_name
@@ -775,27 +761,27 @@ def parse_run(argv: list[str]) -> RunSpec:
             model = model_name(model)
         except ValueError as exc:
             raise SystemExit(str(exc)) from exc
-    try:
-        method = Method.from_config(params["method"], args.method_name)
-        train = TrainConfig.from_config(params.get("train", {}))
-    except (ValueError, TypeError) as exc:
-        raise SystemExit(f"--params: {exc}") from exc
     encoders = [name for item in args.encoder for name in item.split(",") if name]
     return RunSpec(images=args.images, latents=args.latents, latent_stats=args.latent_stats, encoders=encoders,
-                   weights_dir=args.weights_dir, model=model, method_name=args.method_name, method=method,
-                   train=train, seed=int(params.get("seed", 0)), out_dir=args.out_dir, state_root=args.state_root,
+                   weights_dir=args.weights_dir, model=model, method_name=args.method_name, method=config.method,
+                   train=config.train, seed=seed, out_dir=args.out_dir, state_root=args.state_root,
                    state_dir=args.state_dir, time_budget_min=args.time_budget_min,
+                   config_time_budget_min=(config.raw.get("train") or {}).get("time_budget_min"),
                    job_runtime_min=args.job_runtime_min, device=args.device,
                    show_progress=not args.no_progress)
 
 
-def train_main(argv: list[str]) -> int:
-    spec = parse_run(argv)
+def run_training(spec: RunSpec) -> int:
+    """Train one run to `spec.train.steps` (or until its time budget): 0 done, EXIT_RESUBMIT stopped early."""
     try:
         trainer = Trainer(spec)
     except (ValueError, StoreError) as exc:
         raise SystemExit(f"train: {exc}") from exc
     return trainer.run()
+
+
+def train_main(argv: list[str]) -> int:
+    return run_training(parse_run(argv))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -832,20 +818,16 @@ def untrained_main(argv: list[str]) -> int:
     parser.add_argument("--latents", type=Path, required=True)
     parser.add_argument("--latent-stats", type=Path, required=True)
     parser.add_argument("--model", required=True, help=f"one of {', '.join(MODEL_CONFIGS)}")
-    parser.add_argument("--params", required=True, help='JSON or file: {"train": {...}, "seed": 0}')
     parser.add_argument("--out", type=Path, required=True, help=".../checkpoints/0000000.pt")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
+    args, config, _, seed = parse_stage(parser, argv, {"train": TrainConfig, "seed": int})
     if args.model not in MODEL_CONFIGS:
         raise SystemExit(f"--model: unknown model {args.model!r} (known: {', '.join(MODEL_CONFIGS)})")
-    train = TrainConfig.from_config(params.get("train", {}))
     try:
-        ckpt = untrained_checkpoint(args.images, args.latents, args.latent_stats, args.model,
-                                    int(params.get("seed", 0)), train.class_dropout)
+        ckpt = untrained_checkpoint(args.images, args.latents, args.latent_stats, args.model, seed,
+                                    config.train.class_dropout)
     except ValueError as exc:
         raise SystemExit(f"untrained: {exc}") from exc
     with atomic_path(args.out) as tmp:
         torch.save(ckpt, tmp)
-    log.info("wrote %s (%s at initialisation, seed %s)", args.out, args.model, params.get("seed", 0))
+    log.info("wrote %s (%s at initialisation, seed %s)", args.out, args.model, seed)
     return 0

@@ -36,11 +36,11 @@ def test_paper_presets_train_and_sample_in_upstream_precision(preset):
     config = _validated(preset)
     cfg = train.TrainConfig.from_config(config["train"])
     assert (cfg.mixed_precision, cfg.tf32) == ("fp16", True)
-    assert S.sample_config(config["sample"])["precision"] == "fp32"
+    assert S.SampleConfig.from_config(config["sample"]).precision == "fp32"
 
 
 def test_published_preset_samples_in_fp32():
-    assert S.sample_config(_validated("config/published.yaml")["sample"])["precision"] == "fp32"
+    assert S.SampleConfig.from_config(_validated("config/published.yaml")["sample"]).precision == "fp32"
 
 
 def test_defaults_are_upstream_precision():
@@ -51,7 +51,7 @@ def test_defaults_are_upstream_precision():
     validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
     assert config["train"]["mixed_precision"] == "fp16" and config["train"]["tf32"] is True
     assert config["sample"]["precision"] == "fp32"
-    assert train.TrainConfig().mixed_precision == "fp16" and S.sample_config({})["precision"] == "fp32"
+    assert train.TrainConfig().mixed_precision == "fp16" and S.SampleConfig().precision == "fp32"
 
 
 def test_training_precision_per_device():

@@ -94,7 +94,7 @@ def test_time_grids_match_upstream():
 ])
 def test_bad_sampler_settings_are_rejected(bad):
     with pytest.raises(ValueError):
-        S.SamplerSettings.from_params(bad)
+        S.SamplerSettings.from_config(bad)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -385,7 +385,7 @@ def test_manifest_refuses_missing_shards(tmp_path):
 
 
 def test_sample_config_validation():
-    assert S.sample_config({})["shard_size"] == 1000
+    assert S.SampleConfig.from_config({}).shard_size == 1000
     for bad in ({"labels": "random"}, {"precision": "fp16"}, {"shard_size": 0}, {"n_sample": 5}):
         with pytest.raises(ValueError):
-            S.sample_config(bad)
+            S.SampleConfig.from_config(bad)
