@@ -15,14 +15,15 @@ import importlib.util
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
-from repabench.params import load_params, setup, stage_parser
+from repabench.sections import config_section
+from repabench.stage import parse_stage, stage_parser
 from repabench.provenance import provenance
 from repabench.store import StoreWriter
 
@@ -275,49 +276,76 @@ def write_demo_store(out, split: str, count: int, resolution: int, seed: int, me
 # Stage
 
 
+@config_section("data.demo")
+class DemoSetConfig:
+    """`data.demo`: the size and seed of the embedded demo set."""
+
+    n_train: int
+    n_heldout: int
+    seed: int
+
+
+@config_section("data", nested={"demo": DemoSetConfig})
+class DataConfig:
+    """The `data` section: where the images come from and how they are cropped."""
+
+    source: str
+    root: str | None
+    splits: dict
+    resolution: int
+    max_images: int | None
+    mask_dir: str | None
+    demo: DemoSetConfig
+    mask_source: str | None = None  # absent in the schema = no ImageNet-S masks
+
+
+def prepare_images(data: DataConfig, split: str, out: str | Path, threads: int = 8,
+                   mask_archive: str | Path | None = None,
+                   recorded_params: Mapping[str, Any] | None = None) -> Path:
+    """The uint8 image store of one split (`train`, `heldout`, or `masked`: the held-out images that have a mask
+    in the ImageNet-S `mask_archive`) of the configured source."""
+    archive = _mask_archive(mask_archive, data) if split == "masked" else None
+    extra = {"mask_archive_sha256": _recorded_sha256(archive)} if archive else {}
+    meta = {"provenance": provenance("prepare_images", recorded_params or {"data": asdict(data)},
+                                     [archive] if archive else [], **extra)}
+    if data.source == "demo":
+        count = data.demo.n_train if split == "train" else data.demo.n_heldout
+        return write_demo_store(out, split, count, data.resolution, data.demo.seed, meta)
+    if not data.root:
+        raise SystemExit("data.source is imagefolder but data.root is not set; point it at the ImageNet root")
+    folder = Path(data.root) / data.splits["heldout" if split == "masked" else split]
+    mask_dir = data.mask_dir if split == "heldout" else None
+    return write_image_folder_store(folder, out, data.resolution, data.max_images, mask_dir, threads=threads,
+                                    meta=meta, mask_archive=archive, mask_source=data.mask_source)
+
+
 def prepare_images_main(argv: list[str]) -> int:
     parser = stage_parser("prepare_images", "Build the uint8 image store of one split.")
     parser.add_argument("--split", required=True, choices=["train", "heldout", "masked"],
                         help="masked: the held-out images that have a mask in --mask-archive (spatial metrics)")
     parser.add_argument("--mask-archive", default=None, help="ImageNet-S release zip (split masked only)")
     parser.add_argument("--out", required=True, help="output store directory")
-    parser.add_argument("--params", required=True, help="the config `data` section (JSON), plus `seed`")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    data = params["data"]
-    archive = _mask_archive(args, data) if args.split == "masked" else None
-    extra = {"mask_archive_sha256": _recorded_sha256(archive)} if archive else {}
-    meta = {"provenance": provenance("prepare_images", params, [archive] if archive else [], **extra)}
-    if data["source"] == "demo":
-        count = data["demo"]["n_train" if args.split == "train" else "n_heldout"]
-        write_demo_store(args.out, args.split, count, data["resolution"], data["demo"]["seed"], meta)
-    else:
-        if not data.get("root"):
-            raise SystemExit("data.source is imagefolder but data.root is not set; point it at the ImageNet root")
-        folder = Path(data["root"]) / data["splits"]["heldout" if args.split == "masked" else args.split]
-        mask_dir = data.get("mask_dir") if args.split == "heldout" else None
-        write_image_folder_store(folder, args.out, data["resolution"], data.get("max_images"), mask_dir,
-                                 threads=args.threads or 8, meta=meta, mask_archive=archive,
-                                 mask_source=data.get("mask_source"))
+    args, config, _, _ = parse_stage(parser, argv, {"data": DataConfig, "seed": int})
+    prepare_images(config.data, args.split, args.out, threads=args.threads or 8, mask_archive=args.mask_archive,
+                   recorded_params=config.raw)
     return 0
 
 
-def _mask_archive(args, data: dict) -> Path:
+def _mask_archive(mask_archive: str | Path | None, data: DataConfig) -> Path:
     from repabench.masks import archive_name
     from repabench.weights import verified_path
 
-    if not data.get("mask_source"):
+    if not data.mask_source:
         raise SystemExit("split masked needs data.mask_source (imagenet-s50, imagenet-s300 or imagenet-s919)")
-    if not args.mask_archive:
-        raise SystemExit(f"split masked needs --mask-archive (the fetched {archive_name(data['mask_source'])})")
-    if Path(args.mask_archive).name != archive_name(data["mask_source"]):
-        raise SystemExit(f"--mask-archive {args.mask_archive} is not the {data['mask_source']} release "
-                         f"{archive_name(data['mask_source'])}; fetch that one "
-                         f"(python -m repabench fetch_weights --name {archive_name(data['mask_source'])})")
-    if data["source"] != "imagefolder":
+    if not mask_archive:
+        raise SystemExit(f"split masked needs --mask-archive (the fetched {archive_name(data.mask_source)})")
+    if Path(mask_archive).name != archive_name(data.mask_source):
+        raise SystemExit(f"--mask-archive {mask_archive} is not the {data.mask_source} release "
+                         f"{archive_name(data.mask_source)}; fetch that one "
+                         f"(python -m repabench fetch_weights --name {archive_name(data.mask_source)})")
+    if data.source != "imagefolder":
         raise SystemExit("split masked pairs ImageNet val images with masks: set data.source to imagefolder")
-    return verified_path(args.mask_archive)
+    return verified_path(mask_archive)
 
 
 def _recorded_sha256(path: Path) -> str:

@@ -16,12 +16,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from repabench.sections import config_section
+from repabench.stage import parse_stage, stage_parser
 
 log = logging.getLogger("repabench.probe")
 
@@ -69,22 +73,45 @@ class ProbeResult:
     heads: list[dict[str, Any]] = field(default_factory=list)
 
 
+@config_section("probe")
+class ProbeConfig:
+    """The `probe` section: the head bank's learning rates and weight decays, epochs, batch size, standardising."""
+
+    epochs: int
+    lrs: tuple[float, ...]
+    weight_decays: tuple[float, ...]
+    batch_size: int
+    standardize: bool
+
+    def __post_init__(self) -> None:
+        if not self.lrs or not self.weight_decays:
+            raise ValueError("probe.lrs and probe.weight_decays must each list at least one value")
+
+
 def train_linear_probe(
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_val: np.ndarray,
     y_val: np.ndarray,
-    lrs: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-    weight_decays: Sequence[float] = (0.0,),
-    epochs: int = 100,
-    batch_size: int = 1024,
+    lrs: Sequence[float] | None = None,
+    weight_decays: Sequence[float] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     num_classes: int | None = None,
-    standardize: bool = True,
+    standardize: bool | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> ProbeResult:
-    """Train one linear head per (lr, weight decay) on the same batches; keep each head's best val accuracy."""
+    """Train one linear head per (lr, weight decay) on the same batches; keep each head's best val accuracy.
+
+    A setting left None is the `probe` section's default."""
+    defaults = ProbeConfig()
+    lrs = defaults.lrs if lrs is None else lrs
+    weight_decays = defaults.weight_decays if weight_decays is None else weight_decays
+    epochs = defaults.epochs if epochs is None else epochs
+    batch_size = defaults.batch_size if batch_size is None else batch_size
+    standardize = defaults.standardize if standardize is None else standardize
     if len(x_train) != len(y_train) or len(x_val) != len(y_val):
         raise ValueError("features and labels differ in length")
     if len(x_train) == 0 or len(x_val) == 0:
@@ -169,32 +196,25 @@ def _adamw_step(params, grads, moments, lr, wd, step):
 
 
 def linear_probe_main(argv: list[str]) -> int:
-    from repabench.atomic import write_json
-    from repabench.params import load_params, resolve_device, setup, stage_parser
-    from repabench.provenance import provenance
-    from repabench.store import Store
-
-    parser = stage_parser("linear_probe", "linear-probe accuracy of mean-pooled final patch tokens")
+    parser = stage_parser("linear_probe", "linear-probe accuracy of mean-pooled final patch tokens", device=True)
     parser.add_argument("--train", required=True, help="feature store of the training split")
     parser.add_argument("--val", required=True, help="feature store of the validation split")
     parser.add_argument("--encoder", required=True)
     parser.add_argument("--out", required=True, help="result JSON")
-    parser.add_argument("--params", default=None, help="config `probe` section (JSON or file)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="batch-order seed (a `seed` key in --params wins)")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    section = params.get("probe", params)  # the `probe` config section, alone or as {"probe": ...}
-    seed = int(params.get("seed", args.seed))
-    device = resolve_device(args.device)
-    lrs = section.get("lrs", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
-    wds = section.get("weight_decays", [0.0])
-    if not lrs or not wds:
-        raise SystemExit("probe.lrs and probe.weight_decays must each list at least one value")
+    args, config, device, seed = parse_stage(parser, argv, {"probe": ProbeConfig, "seed": int})
+    linear_probe(args.train, args.val, args.encoder, args.out, config.probe, seed, device, config.raw)
+    return 0
+
+
+def linear_probe(train: str | Path, val: str | Path, encoder: str, out: str | Path, probe: ProbeConfig, seed: int,
+                 device: torch.device, recorded_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Probe an encoder's feature stores (train and val split) and write the result JSON; returns it."""
+    from repabench.atomic import write_json
+    from repabench.provenance import provenance
+    from repabench.store import Store
 
     splits = {}
-    for name, path in (("train", args.train), ("val", args.val)):
+    for name, path in (("train", train), ("val", val)):
         store = Store(path, verify=True)
         labels = np.asarray(store["labels"])
         # A `pooled` array [N, D] (token means, written by extract_features for ImageNet-sized splits) spares
@@ -211,17 +231,16 @@ def linear_probe_main(argv: list[str]) -> int:
     if x_train.shape[1] != x_val.shape[1]:
         raise SystemExit(f"train features have {x_train.shape[1]} dims, val features {x_val.shape[1]}: different encoders?")
     num_classes = int(max(y_train.max(), y_val.max())) + 1
-    log.info("probe %s: %d train / %d val, %d dims, %d classes, %d heads on %s",
-             args.encoder, len(y_train), len(y_val), x_train.shape[1], num_classes, len(lrs) * len(wds), device)
+    log.info("probe %s: %d train / %d val, %d dims, %d classes, %d heads on %s", encoder, len(y_train), len(y_val),
+             x_train.shape[1], num_classes, len(probe.lrs) * len(probe.weight_decays), device)
     result = train_linear_probe(
-        x_train, y_train, x_val, y_val, lrs=lrs, weight_decays=wds,
-        epochs=int(section.get("epochs", 100)), batch_size=int(section.get("batch_size", 1024)),
-        num_classes=num_classes, standardize=bool(section.get("standardize", True)),
+        x_train, y_train, x_val, y_val, lrs=probe.lrs, weight_decays=probe.weight_decays, epochs=probe.epochs,
+        batch_size=probe.batch_size, num_classes=num_classes, standardize=probe.standardize,
         seed=seed, device=device, progress=True,
     )
     chance = 100.0 * np.bincount(y_val, minlength=num_classes).max() / len(y_val)
-    write_json(args.out, {
-        "encoder": args.encoder,
+    result_json = {
+        "encoder": encoder,
         "best_val_acc": result.best_val_acc,
         "best_lr": result.best_lr,
         "best_weight_decay": result.best_weight_decay,
@@ -232,9 +251,10 @@ def linear_probe_main(argv: list[str]) -> int:
         "num_classes": num_classes,
         "feature_dim": int(x_train.shape[1]),
         "heads": result.heads,
-        "provenance": provenance("linear_probe", params, [args.train, args.val], device, seed=seed,
-                                 protocol="mean-pooled final patch tokens, no spatial norm, standardised, "
+        "provenance": provenance("linear_probe", recorded_params or {"probe": asdict(probe), "seed": seed},
+                                 [train, val], device, seed=seed, protocol="mean-pooled final patch tokens, no spatial norm, standardised, "
                                           "linear head bank, AdamW + cosine, best val top-1"),
-    })
-    log.info("wrote %s: best val acc %.2f%% (lr %g, chance %.1f%%)", args.out, result.best_val_acc, result.best_lr, chance)
-    return 0
+    }
+    write_json(out, result_json)
+    log.info("wrote %s: best val acc %.2f%% (lr %g, chance %.1f%%)", out, result.best_val_acc, result.best_lr, chance)
+    return result_json

@@ -57,17 +57,23 @@ def _default_of(value: Any) -> Any:
     return value
 
 
-def config_section(path: str, workflow_keys: tuple[str, ...] = ()) -> Callable[[type[T]], type[T]]:
-    """Class decorator: a frozen dataclass of the section at `path`, defaults from the schema, `from_config`."""
+def config_section(path: str, workflow_keys: tuple[str, ...] = (),
+                   nested: Mapping[str, type] | None = None) -> Callable[[type[T]], type[T]]:
+    """Class decorator: a frozen dataclass of the section at `path`, defaults from the schema, `from_config`.
+
+    `nested` names the fields that are sections themselves (`data.demo`): their default is that section's."""
 
     def make(cls: type[T]) -> type[T]:
         properties = section_properties(path)
         for name in cls.__dict__.get("__annotations__", {}):
-            if name in properties and "default" in properties[name]:
+            if name in (nested or {}):
+                setattr(cls, name, dataclasses.field(default_factory=nested[name]))
+            elif name in properties and "default" in properties[name]:
                 setattr(cls, name, _default_of(properties[name]["default"]))
         cls = dataclasses.dataclass(frozen=True)(cls)
         cls.SECTION = path
         cls.WORKFLOW_KEYS = tuple(workflow_keys)
+        cls.NESTED = dict(nested or {})
         if "from_config" not in cls.__dict__:
             cls.from_config = classmethod(from_config)
         return cls
@@ -91,6 +97,9 @@ def from_config(cls: type[T], entry: Mapping[str, Any] | None, name: str | None 
         raise ConfigSectionError(f"{where}: missing required keys {missing}")
     values = {k: tuple(v) if _is_tuple_field(fields[k]) and isinstance(v, list) else v
               for k, v in entry.items() if k in fields}
+    for key, section in cls.NESTED.items():
+        if key in values and not isinstance(values[key], section):
+            values[key] = section.from_config(values[key], f"{where}.{key}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

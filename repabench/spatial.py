@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from repabench.sections import config_section
+from repabench.stage import parse_stage, stage_parser
 
 log = logging.getLogger("repabench.spatial")
 
@@ -31,19 +35,23 @@ METRICS = ("LDS", "CDS", "SRSS", "RMSC")
 NORMALIZE_EPS = 1e-8
 
 
-@dataclass(frozen=True)
-class SpatialConfig:
-    lds_far: int = 6
-    cds_dmax: int = 8
-    srss_d_pos: int = 1
-    srss_d_pos_min: int = 1
-    srss_d_neg: int = 6
-    min_fraction: float = 0.25
+SRSS_D_POS_MIN = 1  # positives start at distance 1 (a token is not its own positive)
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "SpatialConfig":
-        known = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
-        return cls(**known)
+
+@config_section("spatial")
+class SpatialConfig:
+    """The `spatial` section: distance classes of LDS, CDS and SRSS, the mask filter and the bootstrap."""
+
+    lds_far: int
+    cds_dmax: int
+    srss_d_pos: int
+    srss_d_neg: int
+    min_fraction: float
+    bootstrap: int
+
+    @property
+    def srss_d_pos_min(self) -> int:
+        return SRSS_D_POS_MIN
 
 
 def grid_side(num_tokens: int) -> int:
@@ -231,32 +239,30 @@ def summarize(values: dict[str, np.ndarray], n_boot: int, seed: int = 0) -> dict
 
 
 def spatial_metrics_main(argv: list[str]) -> int:
-    from repabench.atomic import write_json
-    from repabench.params import load_params, resolve_device, setup, stage_parser
-    from repabench.provenance import provenance
-    from repabench.store import Store
-
-    parser = stage_parser("spatial_metrics", "LDS, CDS, SRSS, RMSC of an encoder's patch-token store")
+    parser = stage_parser("spatial_metrics", "LDS, CDS, SRSS, RMSC of an encoder's patch-token store", device=True)
     parser.add_argument("--features", required=True, help="feature store (tokens [N,T,D], optional masks [N,H,W])")
     parser.add_argument("--encoder", required=True)
     parser.add_argument("--out", required=True, help="result JSON")
-    parser.add_argument("--per-image", default=None, help="optional .npz with the per-image values and kept indices")
-    parser.add_argument("--params", default=None, help="config `spatial` section (JSON or file)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (a `seed` key in --params wins)")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    section = params.get("spatial", params)  # the `spatial` config section, alone or as {"spatial": ...}
-    cfg = SpatialConfig.from_params(section)
-    n_boot = int(section.get("bootstrap", 1000))
-    seed = int(params.get("seed", args.seed))
-    device = resolve_device(args.device)
+    args, config, device, seed = parse_stage(parser, argv, {"spatial": SpatialConfig, "seed": int})
+    write_spatial_metrics(args.features, args.encoder, args.out, config.spatial, seed, device,
+                          recorded_params=config.raw)
+    return 0
 
-    store = Store(args.features, verify=True)
+
+def write_spatial_metrics(features: str | Path, encoder: str, out: str | Path, cfg: SpatialConfig, seed: int,
+                          device: torch.device, per_image: str | Path | None = None,
+                          recorded_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The spatial metrics of a feature store, bootstrapped, as a result JSON (returned); `per_image` also
+    writes an .npz of the per-image values and the indices of the images they belong to."""
+    from repabench.atomic import write_json
+    from repabench.provenance import provenance
+    from repabench.store import Store
+
+    n_boot = cfg.bootstrap
+    store = Store(features, verify=True)
     tokens = store["tokens"]
     if tokens.ndim != 3:
-        raise SystemExit(f"{args.features}: `tokens` must be [N, T, D], got {tokens.shape}")
+        raise SystemExit(f"{features}: `tokens` must be [N, T, D], got {tokens.shape}")
     n_total, t, _ = tokens.shape
     side = grid_side(t)
     kept = np.arange(n_total)
@@ -265,7 +271,7 @@ def spatial_metrics_main(argv: list[str]) -> int:
         masks = store["masks"]
         if masks.shape[0] != n_total:
             raise SystemExit(
-                f"{args.features}: {masks.shape[0]} masks for {n_total} token rows; masks must be paired by index "
+                f"{features}: {masks.shape[0]} masks for {n_total} token rows; masks must be paired by index "
                 "with the features (rerun extract_features)"
             )
         all_token_masks = token_masks_from_pixels(masks, side)
@@ -275,20 +281,20 @@ def spatial_metrics_main(argv: list[str]) -> int:
                  kept.size, n_total, 100 * cfg.min_fraction)
         if kept.size == 0:
             raise SystemExit(
-                f"{args.features}: no image passes the mask filter (min_fraction {cfg.min_fraction}); "
+                f"{features}: no image passes the mask filter (min_fraction {cfg.min_fraction}); "
                 "lower spatial.min_fraction or check the masks"
             )
     else:
-        log.warning("%s has no masks: SRSS is undefined and reported as null", args.features)
+        log.warning("%s has no masks: SRSS is undefined and reported as null", features)
 
     log.info("spatial metrics of %s: %d images x %d tokens (%dx%d) x %d dims on %s",
-             args.encoder, kept.size, t, side, side, tokens.shape[2], device)
+             encoder, kept.size, t, side, side, tokens.shape[2], device)
     # The same ascending `kept` indices select features and masks, so they stay paired.
     values = spatial_metrics(tokens, token_masks, cfg, device=device, progress=True,
                              rows=None if kept.size == n_total else kept)
     summary = summarize(values, n_boot, seed)
     result: dict[str, Any] = {
-        "encoder": args.encoder,
+        "encoder": encoder,
         "n_total": int(n_total),
         "n_images": int(kept.size),
         "n_kept_srss": int(summary["SRSS"]["n"]),
@@ -304,15 +310,15 @@ def spatial_metrics_main(argv: list[str]) -> int:
     result["subsets"] = metric_subsets(token_masks is not None, int(kept.size), int(n_total), cfg.min_fraction,
                                        mask_origin.get("source"))
     result["provenance"] = provenance(
-        "spatial_metrics", params, [args.features], device,
-        config={**cfg.__dict__, "bootstrap": n_boot}, seed=seed,
+        "spatial_metrics", recorded_params or {"spatial": asdict(cfg), "seed": seed}, [features], device,
+        config=asdict(cfg), seed=seed,
     )
-    if args.per_image:
+    if per_image:
         from repabench.atomic import atomic_path
 
-        with atomic_path(args.per_image) as tmp:
+        with atomic_path(per_image) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, kept=kept, **values)
-    write_json(args.out, result)
-    log.info("wrote %s: %s", args.out, {k: result[k]["mean"] for k in METRICS})
-    return 0
+    write_json(out, result)
+    log.info("wrote %s: %s", out, {k: result[k]["mean"] for k in METRICS})
+    return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from repabench.atomic import atomic_path, write_json
-from repabench.params import load_params, resolve_device, setup, stage_parser
+from repabench.sections import config_section
+from repabench.stage import parse_stage, stage_parser
 from repabench.provenance import provenance
 from repabench.integrity import content_identity
 from repabench.store import Store, StoreWriter
@@ -160,54 +162,81 @@ def latent_statistics(moments: np.ndarray, mode: str, channels: int, seed: int =
 # Stages
 
 
+@config_section("vae")
+class VaeConfig:
+    """The `vae` section: which autoencoder, how latents are normalised, its channels and batch size."""
+
+    kind: str
+    latent_norm: str
+    channels: int
+    batch_size: int
+
+
+def fit_autoencoder(images: str | Path, out: str | Path, vae: VaeConfig, seed: int,
+                    recorded_params: dict[str, Any] | None = None) -> Path:
+    """Fit the offline PCA autoencoder with `vae.channels` channels on an image store."""
+    store = Store(images, verify=True)
+    model = PCAAutoencoder.fit(store["images"], vae.channels, seed=seed)
+    params = recorded_params or {"vae": asdict(vae), "seed": seed}
+    model.save(out, provenance("fit_autoencoder", params, [images]))
+    return Path(out)
+
+
+def cache_latents(images: str | Path, out: str | Path, vae: VaeConfig, autoencoder: str | Path | None,
+                  device: torch.device, recorded_params: dict[str, Any] | None = None) -> Path:
+    """Encode an image store to posterior moments [N, 2 * channels, h, w], paired by index with its labels."""
+    model = load_autoencoder(vae.kind, autoencoder).to(device)
+    store = Store(images, verify=True)
+    pixels = store["images"]
+    n, res = pixels.shape[0], pixels.shape[1]
+    if res % 8:
+        raise SystemExit(f"{images}: resolution {res} is not a multiple of 8 (the f8 autoencoders need it)")
+    channels = 2 * vae.channels
+    from tqdm import tqdm
+
+    batch = vae.batch_size
+    with StoreWriter(out, {"moments": ((n, channels, res // 8, res // 8), np.float32),
+                           "labels": ((n,), np.int64)}) as writer:
+        writer["labels"][:] = store["labels"]
+        for start in tqdm(range(0, n, batch), desc="cache_latents", mininterval=5):
+            x = torch.from_numpy(np.array(pixels[start:start + batch])).permute(0, 3, 1, 2).to(device)
+            writer["moments"][start:start + x.shape[0]] = model.encode_moments(x).cpu().numpy()
+        inputs = [images] + ([autoencoder] if autoencoder else [])
+        writer.commit({
+            "autoencoder": vae.kind,
+            "images_content_sha256": content_identity(images)["content_sha256"],
+            "provenance": provenance("cache_latents", recorded_params or {"vae": asdict(vae)}, inputs, device),
+        })
+    return Path(out)
+
+
+def write_latent_stats(latents: str | Path, out: str | Path, vae: VaeConfig, seed: int,
+                       recorded_params: dict[str, Any] | None = None) -> Path:
+    """Per-channel latent (bias, scale) of a latent store, as `vae.latent_norm` asks, as JSON."""
+    store = Store(latents, verify=True)
+    stats = latent_statistics(store["moments"], vae.latent_norm, vae.channels, seed)
+    stats["provenance"] = provenance("latent_stats", recorded_params or {"vae": asdict(vae), "seed": seed}, [latents])
+    write_json(out, stats)
+    return Path(out)
+
+
 def fit_autoencoder_main(argv: list[str]) -> int:
     parser = stage_parser("fit_autoencoder", "Fit the offline PCA autoencoder on an image store (demo).")
     parser.add_argument("--images", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--params", required=True, help="the config `vae` section plus `seed`")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    store = Store(args.images, verify=True)
-    model = PCAAutoencoder.fit(store["images"], params["vae"]["channels"], seed=params.get("seed", 0))
-    model.save(args.out, provenance("fit_autoencoder", params, [args.images]))
+    args, config, _, seed = parse_stage(parser, argv, {"vae": VaeConfig, "seed": int})
+    fit_autoencoder(args.images, args.out, config.vae, seed, config.raw)
     return 0
 
 
 def cache_latents_main(argv: list[str]) -> int:
-    parser = stage_parser("cache_latents", "Encode an image store to posterior moments [8,h,w], paired by index.")
+    parser = stage_parser("cache_latents", "Encode an image store to posterior moments [8,h,w], paired by index.",
+                          device=True)
     parser.add_argument("--images", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--autoencoder", default=None, help="PCA file or SD-VAE snapshot dir (resources/weights/...)")
-    parser.add_argument("--params", required=True, help="the config `vae` section")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    vae_params = params["vae"]
-    device = resolve_device(args.device)
-    model = load_autoencoder(vae_params["kind"], args.autoencoder).to(device)
-    store = Store(args.images, verify=True)
-    images = store["images"]
-    n, res = images.shape[0], images.shape[1]
-    if res % 8:
-        raise SystemExit(f"{args.images}: resolution {res} is not a multiple of 8 (the f8 autoencoders need it)")
-    channels = 2 * vae_params["channels"]
-    from tqdm import tqdm
-
-    batch = vae_params["batch_size"]
-    with StoreWriter(args.out, {"moments": ((n, channels, res // 8, res // 8), np.float32),
-                                "labels": ((n,), np.int64)}) as writer:
-        writer["labels"][:] = store["labels"]
-        for start in tqdm(range(0, n, batch), desc="cache_latents", mininterval=5):
-            x = torch.from_numpy(np.array(images[start:start + batch])).permute(0, 3, 1, 2).to(device)
-            writer["moments"][start:start + x.shape[0]] = model.encode_moments(x).cpu().numpy()
-        inputs = [args.images] + ([args.autoencoder] if args.autoencoder else [])
-        writer.commit({
-            "autoencoder": vae_params["kind"],
-            "images_content_sha256": content_identity(args.images)["content_sha256"],
-            "provenance": provenance("cache_latents", params, inputs, device),
-        })
+    args, config, device, _ = parse_stage(parser, argv, {"vae": VaeConfig})
+    cache_latents(args.images, args.out, config.vae, args.autoencoder, device, config.raw)
     return 0
 
 
@@ -215,13 +244,6 @@ def latent_stats_main(argv: list[str]) -> int:
     parser = stage_parser("latent_stats", "Per-channel latent (bias, scale) from the training latents.")
     parser.add_argument("--latents", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--params", required=True, help="the config `vae` section plus `seed`")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    store = Store(args.latents, verify=True)
-    stats = latent_statistics(store["moments"], params["vae"]["latent_norm"], params["vae"]["channels"],
-                              params.get("seed", 0))
-    stats["provenance"] = provenance("latent_stats", params, [args.latents])
-    write_json(args.out, stats)
+    args, config, _, seed = parse_stage(parser, argv, {"vae": VaeConfig, "seed": int})
+    write_latent_stats(args.latents, args.out, config.vae, seed, config.raw)
     return 0

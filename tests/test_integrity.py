@@ -177,7 +177,7 @@ def test_linear_probe_refuses_nan_features(nan_features, tmp_path):
     (train, file), (val, _) = nan_features["train"], nan_features["heldout"]
     with pytest.raises(StoreError) as err:
         linear_probe_main(["--train", str(train), "--val", str(val), "--encoder", "e", "--out",
-                           str(tmp_path / "probe.json"), "--device", "cpu", "--params", '{"epochs": 1}'])
+                           str(tmp_path / "probe.json"), "--device", "cpu", "--params", '{"probe": {"epochs": 1}}'])
     assert str(file) in str(err.value) and "NaN" in str(err.value)
     assert not (tmp_path / "probe.json").exists()
 

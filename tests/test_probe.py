@@ -80,7 +80,7 @@ def test_stage_writes_result(tmp_path):
         tokens = centres[y][:, None, :] + rng.normal(size=(n, 16, 8))  # class signal survives mean pooling
         write_store(tmp_path / split, {"tokens": tokens.astype(np.float16), "labels": y})
     out = tmp_path / "probe.json"
-    params = {"epochs": 20, "lrs": [0.001, 0.01], "weight_decays": [0.0, 0.01], "batch_size": 64}
+    params = {"probe": {"epochs": 20, "lrs": [0.001, 0.01], "weight_decays": [0.0, 0.01], "batch_size": 64}}
     assert linear_probe_main(["--train", str(tmp_path / "train"), "--val", str(tmp_path / "heldout"),
                               "--encoder", "toy", "--out", str(out), "--params", json.dumps(params),
                               "--device", "cpu"]) == 0

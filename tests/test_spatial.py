@@ -15,6 +15,7 @@ from repabench.spatial import (
     spatial_metrics,
     spatial_metrics_main,
     token_masks_from_pixels,
+    write_spatial_metrics,
 )
 from repabench.store import write_store
 
@@ -193,10 +194,8 @@ def test_stage_filters_features_and_masks_together(tmp_path):
     write_store(tmp_path / "feat", {"tokens": tokens, "labels": np.arange(n), "masks": masks})
     out = tmp_path / "spatial.json"
     per_image = tmp_path / "per_image.npz"
-    params = {"bootstrap": 50, "lds_far": 6, "cds_dmax": 8, "srss_d_pos": 1, "srss_d_neg": 6, "min_fraction": 0.25}
-    rc = spatial_metrics_main(["--features", str(tmp_path / "feat"), "--encoder", "toy", "--out", str(out),
-                               "--per-image", str(per_image), "--params", json.dumps(params), "--device", "cpu"])
-    assert rc == 0
+    cfg = SpatialConfig(bootstrap=50, lds_far=6, cds_dmax=8, srss_d_pos=1, srss_d_neg=6, min_fraction=0.25)
+    write_spatial_metrics(tmp_path / "feat", "toy", out, cfg, seed=0, device=torch.device("cpu"), per_image=per_image)
     result = json.loads(out.read_text())
     token_masks = token_masks_from_pixels(masks, side)
     kept = mask_filter(token_masks, 0.25)
@@ -221,7 +220,7 @@ def test_stage_without_masks_reports_null_srss(tmp_path):
     write_store(tmp_path / "feat", {"tokens": rng.normal(size=(4, 16, 3)).astype(np.float16), "labels": np.arange(4)})
     out = tmp_path / "s.json"
     assert spatial_metrics_main(["--features", str(tmp_path / "feat"), "--encoder", "e", "--out", str(out),
-                                 "--params", '{"bootstrap": 10, "lds_far": 3, "cds_dmax": 4}', "--device", "cpu"]) == 0
+                                 "--params", '{"spatial": {"bootstrap": 10, "lds_far": 3, "cds_dmax": 4}}', "--device", "cpu"]) == 0
     result = json.loads(out.read_text())
     assert result["SRSS"]["mean"] is None and "reason" in result["SRSS"] and result["n_kept_srss"] == 0
     assert result["LDS"]["mean"] is not None

@@ -245,7 +245,7 @@ def test_spatial_stage_runs_on_imported_features(published, tmp_path):
     import_features(published / "spatial-metrics-data/features/dinov2-vit-b.pt",
                     published / "spatial-metrics-data/masks", tmp_path / "feat", encoder="dinov2-vit-b")
     assert spatial_metrics_main(["--features", str(tmp_path / "feat"), "--encoder", "dinov2-vit-b", "--out",
-                                 str(tmp_path / "s.json"), "--device", "cpu", "--params", '{"bootstrap": 0}']) == 0
+                                 str(tmp_path / "s.json"), "--device", "cpu", "--params", '{"spatial": {"bootstrap": 0}}']) == 0
     result = read_json(tmp_path / "s.json")
     kept = _upstream_filter_brute_force(published / "spatial-metrics-data/masks")
     assert result["n_total"] == bundle.N_MASKS and result["n_images"] == len(kept) and result["masked"]
