@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from repabench.atomic import atomic_path, read_json, write_json
-from repabench.params import setup, stage_parser
+from repabench.stage import parse_stage, stage_parser
 from repabench.upstream import UpstreamError
 from repabench.weights import WeightError, _checksum, _size, sidecar, verified_path
 
@@ -117,8 +117,7 @@ def fetch_published_main(argv: list[str]) -> int:
     parser.add_argument("--folder", action="store_true", help="the path is a folder (all files directly inside)")
     parser.add_argument("--sha256", default=None, help="expected SHA-256 (else recorded at the first fetch)")
     parser.add_argument("--receipt", default=None, help="JSON written when done (the rule's declared output)")
-    args = parser.parse_args(argv)
-    setup(args)
+    args, _, _, _ = parse_stage(parser, argv)
     try:
         record = fetch_published(args.path, args.root, repo=args.repo, revision=args.revision, mirror=args.mirror,
                                  folder=args.folder, sha256=args.sha256)

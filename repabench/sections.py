@@ -40,6 +40,11 @@ def section_properties(path: str) -> Mapping[str, Any]:
     return node.get("properties", {})
 
 
+def config_keys() -> list[str]:
+    """The top-level keys of a config."""
+    return list(schema()["properties"])
+
+
 def top_level_default(key: str) -> Any:
     """The schema default of a top-level scalar key (`seed`, `device`)."""
     return schema()["properties"][key]["default"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from repabench.sections import ConfigSectionError, top_level_default
+from repabench.sections import ConfigSectionError, config_keys, top_level_default
 
 log = logging.getLogger("repabench")
 
@@ -91,8 +91,9 @@ class StageParams:
 
 def read_stage_params(raw: Mapping[str, Any], expected: Mapping[str, Any]) -> StageParams:
     """Each key of `expected` -> a section class (with `from_config`; absent = its defaults) or a converter
-    (absent = the schema's top-level default, else None). Any other key is an error naming the allowed ones."""
-    unknown = sorted(set(raw) - set(expected))
+    (absent = the schema's top-level default, else None). Other config keys are ignored (sections the stage
+    does not read); a key that is not in the config either is an error naming the allowed ones."""
+    unknown = sorted(set(raw) - set(expected) - set(config_keys()))
     if unknown:
         raise SystemExit(f"--params: unknown key(s) {unknown}; allowed: {sorted(expected)}")
     values: dict[str, Any] = {}
@@ -123,7 +124,8 @@ def parse_stage(parser: argparse.ArgumentParser, argv: list[str], params: Mappin
     The device is None for stages without `--device`; the seed is `config.seed` (None when not declared)."""
     if params:
         layout = ", ".join(f'"{k}": {{...}}' if hasattr(v, "from_config") else f'"{k}": ...' for k, v in params.items())
-        parser.add_argument("--params", required=True, help=f"JSON or a JSON/YAML file: {{{layout}}}")
+        parser.add_argument("--params", default=None,
+                            help=f"JSON or a JSON/YAML file: {{{layout}}} (an absent section: its defaults)")
     args = parser.parse_args(argv)
     setup_logging(args)
     config = read_stage_params(read_params(args.params), params) if params else StageParams({}, {})

@@ -19,7 +19,9 @@ import numpy as np
 from scipy import stats as sps
 
 from repabench.columns import PREDICTORS, SPATIAL
+from repabench.sections import config_section
 from repabench.sizes import model_slug
+from repabench.stage import StageParams, parse_stage, stage_parser
 
 log = logging.getLogger("repabench.stats")
 
@@ -300,11 +302,24 @@ def write_table(path: str, encoders, predictors, fids, settings) -> list[dict[st
     return columns
 
 
-def correlate_main(argv: list[str]) -> int:
-    from repabench.atomic import write_json
-    from repabench.params import load_params, setup, stage_parser
-    from repabench.provenance import provenance
+@config_section("report")
+class ReportConfig:
+    """The `report` section: the correlated setting (method, step, model; None = the last checkpoint, the first
+    model), the bootstrap, and what the report shows."""
 
+    method: str
+    step: int | None
+    model: str | None
+    bootstrap: int
+    title: str
+    untrained_baseline: bool
+
+
+CORRELATE_PARAMS = {"report": ReportConfig, "seed": int, "name": str, "models": list, "encoders": list,
+                    "run_methods": list, "sampler": str}
+
+
+def correlate_main(argv: list[str]) -> int:
     parser = stage_parser("correlate", "correlation of LP accuracy and spatial metrics with FID across encoders")
     parser.add_argument("--evals", nargs="+", required=True, help="eval JSONs (results/eval/.../{sampler}.json)")
     parser.add_argument("--spatial", nargs="+", required=True, help="results/spatial/{encoder}.json")
@@ -313,30 +328,37 @@ def correlate_main(argv: list[str]) -> int:
                         help="eval JSONs of the untrained generator (one per model): the learning baseline")
     parser.add_argument("--out-table", required=True, help="per-encoder CSV")
     parser.add_argument("--out-json", required=True, help="correlation statistics JSON")
-    parser.add_argument("--params", default=None,
-                        help="{report: {method, step, model, bootstrap}, models, encoders, run_methods, sampler}")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    report = params.get("report", params)
-    n_boot = int(report.get("bootstrap", 2000))
-    seed = int(params.get("seed", args.seed))
+    args, config, _, seed = parse_stage(parser, argv, CORRELATE_PARAMS)
+    correlate(args.evals, args.spatial, args.probe, args.untrained, args.out_table, args.out_json, config, seed)
+    return 0
 
-    fids = load_fids(args.evals, params.get("sampler"))
-    predictors = load_predictors(args.spatial, args.probe)
+
+def correlate(evals: Sequence[str], spatial: Sequence[str], probe: Sequence[str], untrained: Sequence[str],
+              out_table: str | Path, out_json: str | Path, config: StageParams, seed: int) -> dict[str, Any]:
+    """The per-encoder table and the correlation statistics of the setting `config.report` picks (returned);
+    `config` also names the study's models, encoders, methods and the evaluation sampler."""
+    from repabench.atomic import write_json
+    from repabench.provenance import provenance
+
+    report = config.report
+    n_boot = report.bootstrap
+
+    fids = load_fids(evals, config.sampler)
+    predictors = load_predictors(spatial, probe)
     if not fids:
         raise SystemExit("no FID values in the eval files (for the chosen sampler); run evaluate first")
-    encoders = _order({e for v in fids.values() for e in v} | set(predictors), params.get("encoders"))
-    model_order = [model_slug(m) for m in params.get("models", [])]
-    method_order = list(params.get("run_methods", []))
+    encoders = _order({e for v in fids.values() for e in v} | set(predictors), config.encoders)
+    model_order = [model_slug(m) for m in config.models or []]
+    method_order = list(config.run_methods or [])
     models = _order({k[0] for k in fids}, model_order)
     methods = _order({k[1] for k in fids}, method_order)
     settings = sorted(fids, key=lambda k: (models.index(k[0]), methods.index(k[1]), k[2]))
 
-    model, method, step = correlated_setting(report, model_order or models, method_order or methods, fids)
+    # the raw section: correlated_setting resolves an absent key itself (the first model / method / last step)
+    model, method, step = correlated_setting(config.raw.get("report") or {}, model_order or models,
+                                             method_order or methods, fids)
 
-    columns = write_table(args.out_table, encoders, predictors, fids, settings)
+    columns = write_table(out_table, encoders, predictors, fids, settings)
     chosen = correlate_setting(encoders, predictors, fids[(model, method, step)], n_boot, seed)
     by_setting = []
     for s in settings:
@@ -348,12 +370,12 @@ def correlate_main(argv: list[str]) -> int:
             "ci95_fisher": {k: v["ci95_fisher"] for k, v in res["predictors"].items()},
             "spearman_rho": {k: v["spearman_rho"] for k, v in res["predictors"].items()},
         })
-    noisy = load_fids(args.evals, params.get("sampler"), with_sd=True)
-    floors = noise_analysis(noisy, load_fids(args.untrained, params.get("sampler"), with_sd=True) if args.untrained
+    noisy = load_fids(evals, config.sampler, with_sd=True)
+    floors = noise_analysis(noisy, load_fids(untrained, config.sampler, with_sd=True) if untrained
                             else {}, predictors, encoders, methods, (model, method, step), n_boot, seed)
     result = {
-        "name": params.get("name"),
-        "setting": {"model": model, "method": method, "step": step, "sampler": params.get("sampler")},
+        "name": config.name,
+        "setting": {"model": model, "method": method, "step": step, "sampler": config.sampler},
         "encoders": encoders,
         "n_encoders": len([e for e in encoders if np.isfinite(fids[(model, method, step)].get(e, np.nan))]),
         "fid_columns": columns,
@@ -361,20 +383,21 @@ def correlate_main(argv: list[str]) -> int:
         "by_setting": by_setting,
         **floors,
         "methods_vs_baseline": method_changes(fids, encoders, method),
-        "spatial_subsets": load_subsets(args.spatial),
+        "spatial_subsets": load_subsets(spatial),
         "notes": {
             "ci95_fisher": "tanh(atanh(r) +- 1.96/sqrt(n-3))",
             "ci95_bootstrap": f"percentile interval of r over {n_boot} resamples of encoders (seed {seed})",
             "vs_lp": "abs_r_diff = |r(metric,FID)| - |r(LP,FID)|; paired bootstrap on the same resamples; "
                      "Williams' t (Steiger 1980) on sign-aligned predictors, one-sided p for |r_metric| > |r_LP|",
         },
-        "provenance": provenance("correlate", params, [*args.evals, *args.spatial, *args.probe, *args.untrained],
+        "provenance": provenance("correlate", config.raw, [*evals, *spatial, *probe, *untrained],
                                  "cpu", seed=seed),
     }
-    write_json(args.out_json, _nan_to_none(result))
+    result = _nan_to_none(result)
+    write_json(out_json, result)
     for name, res in chosen["predictors"].items():
         log.info("%s vs FID (%s/%s/%d): n=%d r=%s", name, model, method, step, res["n"], res["pearson_r"])
-    return 0
+    return result
 
 
 def noise_analysis(noisy, untrained_fids, predictors, encoders, methods, setting, n_boot: int,

@@ -36,8 +36,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from repabench.atomic import atomic_path, read_json, write_json
-from repabench.params import load_params, setup, stage_parser
 from repabench.provenance import provenance, sha256_file
+from repabench.stage import parse_stage, stage_parser
 
 log = logging.getLogger("repabench.upstream")
 
@@ -397,12 +397,6 @@ def paper_numbers(fid_files: Mapping[str, str | os.PathLike], lp_files: Mapping[
 # stages
 
 
-def _parser(stage: str, description: str) -> argparse.ArgumentParser:
-    parser = stage_parser(stage, description)
-    parser.add_argument("--hint", default=None, help="how to fetch the source again (shown in errors)")
-    return parser
-
-
 def _fail(exc: UpstreamError) -> SystemExit:
     return SystemExit(f"error: {exc}")
 
@@ -421,7 +415,7 @@ def _verified_then(sources: list[str | None], action):
 
 
 def import_checkpoint_main(argv: list[str]) -> int:
-    parser = _parser("import_checkpoint", "upstream iREPA checkpoint (ema + args) -> our generator checkpoint")
+    parser = stage_parser("import_checkpoint", "upstream iREPA checkpoint (ema + args) -> our generator checkpoint")
     parser.add_argument("--source", required=True, help="the published <step>.pt")
     parser.add_argument("--latent-stats", required=True, help="stats.json the checkpoint's latents use")
     parser.add_argument("--model", required=True)
@@ -429,16 +423,15 @@ def import_checkpoint_main(argv: list[str]) -> int:
     parser.add_argument("--method-name", required=True)
     parser.add_argument("--step", type=int, default=None, help="expected training step (args.steps)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--params", default=None, help='{"method": {...}} of the config')
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
+    from repabench.align import Method
+
+    args, config, _, _ = parse_stage(parser, argv, {"method": Method})
     from repabench.sizes import model_name
 
     model = args.model if "/" in args.model else model_name(args.model)
     meta = _verified_then([args.source], lambda: import_checkpoint(
         args.source, args.out, model=model, encoder=args.encoder, method_name=args.method_name,
-        latent_stats=read_json(args.latent_stats), method=params.get("method"), step=args.step, hint=args.hint))
+        latent_stats=read_json(args.latent_stats), method=config.raw["method"], step=args.step))
     log.info("imported %s (step %d, %s) -> %s", args.source, meta["step"], meta["run"], args.out)
     return 0
 
@@ -448,8 +441,7 @@ def import_run_log_main(argv: list[str]) -> int:
     parser = stage_parser("import_run_log", "log.json of a published run (checkpoints and their sources)")
     parser.add_argument("--checkpoints", nargs="+", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    setup(args)
+    args, _, _, _ = parse_stage(parser, argv)
     import torch
 
     sources, run = [], {}
@@ -465,46 +457,42 @@ def import_run_log_main(argv: list[str]) -> int:
 
 
 def import_latent_stats_main(argv: list[str]) -> int:
-    parser = _parser("import_latent_stats", "upstream sdvae latents-stats.pt -> our latent stats.json")
+    parser = stage_parser("import_latent_stats", "upstream sdvae latents-stats.pt -> our latent stats.json")
     parser.add_argument("--source", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    setup(args)
-    _verified_then([args.source], lambda: import_latent_stats(args.source, args.out, args.hint))
+    args, _, _, _ = parse_stage(parser, argv)
+    _verified_then([args.source], lambda: import_latent_stats(args.source, args.out))
     return 0
 
 
 def import_latents_main(argv: list[str]) -> int:
-    parser = _parser("import_latents", "upstream per-image latent folder -> our latent store")
+    parser = stage_parser("import_latents", "upstream per-image latent folder -> our latent store")
     parser.add_argument("--source", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    setup(args)
+    args, _, _, _ = parse_stage(parser, argv)
     _verified_then([], lambda: import_latents(args.source, args.out))
     return 0
 
 
 def import_features_main(argv: list[str]) -> int:
-    parser = _parser("import_features", "upstream features [N,T,D] + masks -> our feature store")
+    parser = stage_parser("import_features", "upstream features [N,T,D] + masks -> our feature store")
     parser.add_argument("--source", required=True, help="features/<encoder>.pt")
     parser.add_argument("--masks", default=None, help="the masks/ folder (PNG, sorted by name)")
     parser.add_argument("--encoder", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    setup(args)
+    args, _, _, _ = parse_stage(parser, argv)
     meta = _verified_then([args.source, args.masks], lambda: import_features(
-        args.source, args.masks, args.out, encoder=args.encoder, hint=args.hint))
+        args.source, args.masks, args.out, encoder=args.encoder))
     log.info("imported %s: %s", args.source, meta["upstream"]["alignment"])
     return 0
 
 
 def import_probe_main(argv: list[str]) -> int:
-    parser = _parser("import_probe", "upstream stats/lp/<encoder>-none-mean/metrics.json -> our probe JSON")
+    parser = stage_parser("import_probe", "upstream stats/lp/<encoder>-none-mean/metrics.json -> our probe JSON")
     parser.add_argument("--source", required=True)
     parser.add_argument("--encoder", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    setup(args)
+    args, _, _, _ = parse_stage(parser, argv)
     _verified_then([args.source], lambda: import_probe(args.source, args.out, args.encoder))
     return 0
 
@@ -515,8 +503,7 @@ def paper_numbers_main(argv: list[str]) -> int:
     parser.add_argument("--lp", nargs="*", default=[], help="ENCODER=stats/lp/<encoder>-none-mean/metrics.json")
     parser.add_argument("--step", type=int, default=100_000)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    setup(args)
+    args, _, _, _ = parse_stage(parser, argv)
 
     def pairs(items: list[str]) -> dict[str, str]:
         return dict(item.split("=", 1) for item in items)

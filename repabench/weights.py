@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 
 from repabench.atomic import atomic_path, read_json, write_json
-from repabench.params import load_params, setup, stage_parser
 from repabench.provenance import sha256_file
+from repabench.stage import parse_stage, stage_parser
 from repabench.weight_catalog import WEIGHTS, WeightFile
 
 VERIFY_LIMIT_BYTES = 2 << 30  # larger files are checked by size + sidecar at load, fully at fetch
@@ -150,15 +150,12 @@ def fetch_main(argv: list[str]) -> int:
     parser = stage_parser("fetch_weights", "Resolve a registered weight file into a directory and verify it.")
     parser.add_argument("--name", required=True, help="registered weight name (see --list)")
     parser.add_argument("--out-dir", default="resources/weights")
-    parser.add_argument("--params", default=None, help="unused; accepted for uniformity")
     parser.add_argument("--list", action="store_true", help="list registered weights and exit")
     if "--list" in argv:
         for spec in sorted(WEIGHTS.values(), key=lambda s: s.name):
             print(f"{spec.name}\t{spec.source}\t{spec.sha256 or '(recorded on fetch)'}")
         return 0
-    args = parser.parse_args(argv)
-    setup(args)
-    load_params(args.params)
+    args, _, _, _ = parse_stage(parser, argv)
     if args.name not in WEIGHTS:
         raise SystemExit(f"unknown weight {args.name!r}; known: {', '.join(sorted(WEIGHTS))}")
     path = fetch(WEIGHTS[args.name], args.out_dir)

@@ -169,13 +169,13 @@ def test_evaluate_with_logits_and_weight_mismatch(weights, weights_with_logits, 
     ref_path = tmp_path / "ref_logits.npz"
     S.write_reference(ref_path, *S.reference_statistics(root / "heldout", weights_with_logits, "cpu", 8))
     result = S.evaluate(root / "samples", ref_path, weights_with_logits,
-                        S.evaluate_config({"frechet": "eigh"}), "cpu")
+                        S.EvaluateConfig(frechet="eigh"), "cpu")
     fc = torch.load(weights_with_logits, weights_only=True)["fc.weight"].numpy()
     logits = features["pool"] @ fc.T  # unbiased logits of the same convs
     assert result["IS"] == pytest.approx(oracle_inception_score(oracle_softmax(logits)), rel=1e-4)
     assert result["inception"]["has_logits"] and "IS_note" not in result
     with pytest.raises(SystemExit, match="rebuild the reference with the same weights"):
-        S.evaluate(root / "samples", ref_path, weights, S.evaluate_config({}), "cpu")
+        S.evaluate(root / "samples", ref_path, weights, S.EvaluateConfig(), "cpu")
 
 
 def test_collect_metrics_csv(tmp_path):

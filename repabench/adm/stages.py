@@ -19,29 +19,39 @@ import torch
 from repabench.atomic import atomic_path, read_json, write_json, write_text
 from repabench.columns import CURVE_COLUMNS
 from repabench.integrity import read_result
-from repabench.params import load_params, resolve_device, setup, stage_parser
+from repabench.sections import config_section
+from repabench.stage import parse_stage, stage_parser
 from repabench.provenance import params_hash, provenance, sha256_file
 
 log = logging.getLogger(__name__)
 
 REFERENCE_FORMAT = "repabench-adm-reference-v1"
-DEFAULTS = {"batch_size": 250, "pr_fp16": True, "frechet": "auto", "fid_bootstrap": 200, "bootstrap_seed": 0}
 NO_LOGITS = ("these Inception weights have no logits layer (fid-helper ships none); use the torch-fidelity "
              "weights (evaluate.inception: torch-fidelity) for IS")
 
 
-def evaluate_config(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The `evaluate` section, whether given bare or nested as {"evaluate": {...}}."""
-    section = params.get("evaluate", params)
-    config = {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS}}
-    if config["frechet"] not in {"auto", "sqrtm", "eigh"}:
-        raise SystemExit(f"evaluate.frechet must be auto, sqrtm or eigh, not {config['frechet']!r}")
-    if int(config["batch_size"]) < 1:
-        raise SystemExit("evaluate.batch_size must be >= 1")
-    if int(config["fid_bootstrap"]) < 0:
-        raise SystemExit("evaluate.fid_bootstrap must be >= 0 (0 = no noise floor)")
-    return config
+@config_section("evaluate")
+class EvaluateConfig:
+    """The `evaluate` section. `reference` and `inception` choose the rule's input files; the stage gets paths."""
 
+    reference: str
+    inception: str
+    batch_size: int
+    pr_fp16: bool
+    frechet: str
+    fid_bootstrap: int
+    bootstrap_seed: int
+
+    def __post_init__(self) -> None:
+        if self.frechet not in {"auto", "sqrtm", "eigh"}:
+            raise ValueError(f"evaluate.frechet must be auto, sqrtm or eigh, not {self.frechet!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError("evaluate.batch_size must be >= 1")
+        if int(self.fid_bootstrap) < 0:
+            raise ValueError("evaluate.fid_bootstrap must be >= 0 (0 = no noise floor)")
+
+
+EVALUATE_PARAMS = {"evaluate": EvaluateConfig}
 
 def weights_identity(path: str | Path) -> dict[str, Any]:
     from repabench.weights import sidecar, verified_path
@@ -130,18 +140,13 @@ def reference_statistics(source_path: str | Path, weights: str | Path, device, b
 
 def reference_stats_main(argv: list[str]) -> int:
     parser = stage_parser("reference_stats", "ADM reference statistics (mu, sigma, mu_s, sigma_s, pool features) "
-                          "of an image store or an ADM .npz (e.g. VIRTUAL_imagenet256_labeled.npz).")
+                          "of an image store or an ADM .npz (e.g. VIRTUAL_imagenet256_labeled.npz).", device=True)
     parser.add_argument("--source", required=True, help="image store directory (results/data/heldout) or ADM .npz")
     parser.add_argument("--inception-weights", required=True, help="resources/weights/<inception weights>")
     parser.add_argument("--out", required=True, help="results/reference/<name>.npz")
-    parser.add_argument("--params", default=None, help="the evaluate config section (JSON or file)")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    config = evaluate_config(params)
-    device = resolve_device(args.device)
-    arrays, meta = reference_statistics(args.source, args.inception_weights, device, int(config["batch_size"]), params)
+    args, config, device, _ = parse_stage(parser, argv, EVALUATE_PARAMS)
+    arrays, meta = reference_statistics(args.source, args.inception_weights, device, config.evaluate.batch_size,
+                                        config.raw)
     write_reference(args.out, arrays, meta)
     log.info("wrote %s (%d images, key %s)", args.out, meta["n_images"], meta["key"])
     return 0
@@ -168,12 +173,12 @@ def fid_noise(acts: np.ndarray, ref, fid: float, n_boot: int, seed: int) -> dict
             "method": "bootstrap over generated samples, reference statistics fixed"}
 
 
-def compute_metrics(feats, reference: Mapping[str, np.ndarray], config: Mapping[str, Any], device) -> dict[str, Any]:
+def compute_metrics(feats, reference: Mapping[str, np.ndarray], config: EvaluateConfig, device) -> dict[str, Any]:
     from repabench.adm.metrics import (Statistics, centred_factor, frechet_distance, inception_score,
                                        precision_recall, softmax_probs, statistics)
 
     def frechet(acts: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> tuple[float, str]:
-        method = config["frechet"]
+        method = config.frechet
         if method == "auto":  # ADM's sqrtm where the sample covariance has full rank, else the exact eigh route
             method = "sqrtm" if len(acts) > acts.shape[1] else "eigh"
         factor = centred_factor(acts) if method == "eigh" and len(acts) <= acts.shape[1] else None
@@ -187,7 +192,7 @@ def compute_metrics(feats, reference: Mapping[str, np.ndarray], config: Mapping[
     result: dict[str, Any] = {"FID": fid, "sFID": sfid}
     began = time.perf_counter()
     result["FID_noise"] = fid_noise(feats.pool, Statistics(reference["mu"], reference["sigma"]), fid,
-                                    int(config["fid_bootstrap"]), int(config["bootstrap_seed"]))
+                                    config.fid_bootstrap, config.bootstrap_seed)
     timings["fid_bootstrap_s"] = time.perf_counter() - began
     if feats.logits is not None:
         result["IS"] = inception_score(softmax_probs(feats.logits))
@@ -195,39 +200,34 @@ def compute_metrics(feats, reference: Mapping[str, np.ndarray], config: Mapping[
         result["IS"], result["IS_note"] = None, NO_LOGITS
     began = time.perf_counter()
     result["Precision"], result["Recall"] = precision_recall(reference["pool"], feats.pool,
-                                                              fp16=bool(config["pr_fp16"]), device=device)
+                                                              fp16=config.pr_fp16, device=device)
     timings["precision_recall_s"] = time.perf_counter() - began
-    result["method"] = {"frechet": fid_method, "pr_distances": "fp16" if config["pr_fp16"] else "fp32",
+    result["method"] = {"frechet": fid_method, "pr_distances": "fp16" if config.pr_fp16 else "fp32",
                         "is_split_size": 5000, "pr_k": 3}
     result["timing"] = {k: round(v, 3) for k, v in timings.items()}
     return result
 
 
 def evaluate_main(argv: list[str]) -> int:
-    parser = stage_parser("evaluate", "ADM-exact FID, sFID, IS, precision and recall of a sample set.")
+    parser = stage_parser("evaluate", "ADM-exact FID, sFID, IS, precision and recall of a sample set.", device=True)
     parser.add_argument("--samples", required=True, help="sample directory (manifest.json + shards/) or ADM .npz")
     parser.add_argument("--reference", required=True, help="results/reference/<name>.npz from reference_stats")
     parser.add_argument("--inception-weights", required=True)
     parser.add_argument("--out", required=True, help="metrics JSON")
-    parser.add_argument("--params", default=None, help="the evaluate config section (JSON or file)")
-    parser.add_argument("--run", default=None, help="JSON merged into the run block (default: the sample manifest's)")
+    parser.add_argument("--run", default=None, help="JSON merged into the run block (default: the sample manifest's; "
+                        "an ADM .npz has none)")
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                         help="check every shard's SHA-256 before reading (default; --no-verify skips it)")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
-    config = evaluate_config(params)
-    device = resolve_device(args.device)
-    result = evaluate(args.samples, args.reference, args.inception_weights, config, device, params=params,
-                      run=json.loads(args.run) if args.run else None, verify=args.verify)
+    args, config, device, _ = parse_stage(parser, argv, EVALUATE_PARAMS)
+    result = evaluate(args.samples, args.reference, args.inception_weights, config.evaluate, device,
+                      params=config.raw, run=json.loads(args.run) if args.run else None, verify=args.verify)
     write_json(args.out, result)
     log.info("%s: FID %.4f sFID %.4f IS %s P %.4f R %.4f", args.out, result["FID"], result["sFID"], result["IS"],
              result["Precision"], result["Recall"])
     return 0
 
 
-def evaluate(samples: str | Path, reference_path: str | Path, weights: str | Path, config: Mapping[str, Any],
+def evaluate(samples: str | Path, reference_path: str | Path, weights: str | Path, config: EvaluateConfig,
              device, params: Mapping[str, Any] | None = None, run: Mapping[str, Any] | None = None,
              verify: bool = True) -> dict[str, Any]:
     from repabench.adm.features import extract
@@ -243,7 +243,7 @@ def evaluate(samples: str | Path, reference_path: str | Path, weights: str | Pat
     if source.count < 4:
         raise SystemExit(f"{samples} holds {source.count} images; precision/recall need at least 4")
     model = _model(weights, device)
-    feats = extract(model, source, int(config["batch_size"]), device, desc="samples")
+    feats = extract(model, source, config.batch_size, device, desc="samples")
     result = compute_metrics(feats, reference, config, device)
     result["timing"]["features_s"] = round(feats.seconds, 3)
     result["timing"]["images_per_second"] = round(feats.images_per_second, 2)
@@ -304,9 +304,7 @@ def collect_main(argv: list[str]) -> int:
     parser = stage_parser("collect_metrics", "Per-run CSV with columns Steps,FID,sFID,IS,Precision,Recall.")
     parser.add_argument("--metrics", nargs="+", required=True, help="per-step metric JSONs of one run")
     parser.add_argument("--out", required=True, help="results/eval/{model}/{encoder}/{method}/{sampler}.csv")
-    parser.add_argument("--params", default=None, help="unused; accepted for uniformity")
-    args = parser.parse_args(argv)
-    setup(args)
+    args, _, _, _ = parse_stage(parser, argv)
     write_text(args.out, collect_csv(args.metrics))
     log.info("wrote %s (%d steps)", args.out, len(args.metrics))
     return 0
