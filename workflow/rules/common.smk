@@ -84,14 +84,17 @@ def _check_config():
             validate_encoder_name(encoder)
         except ValueError as exc:
             raise ConfigError(f"encoders: {exc}") from None
+    from repabench.sections import section_properties
     from repabench.sizes import MODEL_CONFIGS
 
+    # Snakemake's validate fills no defaults inside the named entries of `methods`; take the schema's
+    default_depth = section_properties("methods.*")["encoder_depth"]["default"]
     for model in config["models"]:
         if model not in MODEL_CONFIGS:
             raise ConfigError(f"models: unknown model {model!r} (known: {', '.join(MODEL_CONFIGS)})")
         depth = MODEL_CONFIGS[model]["depth"]
         for name in config["run_methods"]:
-            if methods[name].get("encoder_depth", 8) > depth:
+            if methods[name].get("encoder_depth", default_depth) > depth:
                 raise ConfigError(
                     f"methods.{name}.encoder_depth = {methods[name]['encoder_depth']} exceeds the "
                     f"{depth} blocks of {model}"
