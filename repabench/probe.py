@@ -196,11 +196,10 @@ def _adamw_step(params, grads, moments, lr, wd, step):
 
 
 def linear_probe_main(argv: list[str]) -> int:
-    parser = stage_parser("linear_probe", "linear-probe accuracy of mean-pooled final patch tokens", device=True)
-    parser.add_argument("--train", required=True, help="feature store of the training split")
-    parser.add_argument("--val", required=True, help="feature store of the validation split")
-    parser.add_argument("--encoder", required=True)
-    parser.add_argument("--out", required=True, help="result JSON")
+    parser = stage_parser("linear_probe", "linear-probe accuracy of mean-pooled final patch tokens", device=True,
+                          required={"--train": "feature store of the training split",
+                                    "--val": "feature store of the validation split",
+                                    "--encoder": None, "--out": "result JSON"})
     args, config, device, seed = parse_stage(parser, argv, {"probe": ProbeConfig, "seed": int})
     linear_probe(args.train, args.val, args.encoder, args.out, config.probe, seed, device, config.raw)
     return 0
@@ -252,7 +251,8 @@ def linear_probe(train: str | Path, val: str | Path, encoder: str, out: str | Pa
         "feature_dim": int(x_train.shape[1]),
         "heads": result.heads,
         "provenance": provenance("linear_probe", recorded_params or {"probe": asdict(probe), "seed": seed},
-                                 [train, val], device, seed=seed, protocol="mean-pooled final patch tokens, no spatial norm, standardised, "
+                                 [train, val], device, seed=seed,
+                                 protocol="mean-pooled final patch tokens, no spatial norm, standardised, "
                                           "linear head bank, AdamW + cosine, best val top-1"),
     }
     write_json(out, result_json)

@@ -46,8 +46,13 @@ def read_params(text: str | None) -> dict[str, Any]:
     return value
 
 
-def stage_parser(prog: str, description: str, device: bool = False) -> argparse.ArgumentParser:
+def stage_parser(prog: str, description: str, device: bool = False,
+                 required: Mapping[str, str | None] | None = None) -> argparse.ArgumentParser:
+    """The common options, `--device` when the stage computes on one, and the stage's `required` options
+    (flag -> help text or None), in the order given."""
     parser = argparse.ArgumentParser(prog=f"python -m repabench {prog}", description=description)
+    for flag, text in (required or {}).items():
+        parser.add_argument(flag, required=True, help=text)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
     parser.add_argument("--log-level", default=os.environ.get("REPABENCH_LOG", "INFO"))
     if device:

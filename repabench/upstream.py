@@ -415,12 +415,10 @@ def _verified_then(sources: list[str | None], action):
 
 
 def import_checkpoint_main(argv: list[str]) -> int:
-    parser = stage_parser("import_checkpoint", "upstream iREPA checkpoint (ema + args) -> our generator checkpoint")
-    parser.add_argument("--source", required=True, help="the published <step>.pt")
-    parser.add_argument("--latent-stats", required=True, help="stats.json the checkpoint's latents use")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--encoder", required=True)
-    parser.add_argument("--method-name", required=True)
+    parser = stage_parser("import_checkpoint", "upstream iREPA checkpoint (ema + args) -> our generator checkpoint",
+                          required={"--source": "the published <step>.pt",
+                                    "--latent-stats": "stats.json the checkpoint's latents use",
+                                    "--model": None, "--encoder": None, "--method-name": None})
     parser.add_argument("--step", type=int, default=None, help="expected training step (args.steps)")
     parser.add_argument("--out", required=True)
     from repabench.align import Method
@@ -457,26 +455,24 @@ def import_run_log_main(argv: list[str]) -> int:
 
 
 def import_latent_stats_main(argv: list[str]) -> int:
-    parser = stage_parser("import_latent_stats", "upstream sdvae latents-stats.pt -> our latent stats.json")
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--out", required=True)
+    parser = stage_parser("import_latent_stats", "upstream sdvae latents-stats.pt -> our latent stats.json",
+                          required={"--source": None, "--out": None})
     args, _, _, _ = parse_stage(parser, argv)
     _verified_then([args.source], lambda: import_latent_stats(args.source, args.out))
     return 0
 
 
 def import_latents_main(argv: list[str]) -> int:
-    parser = stage_parser("import_latents", "upstream per-image latent folder -> our latent store")
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--out", required=True)
+    parser = stage_parser("import_latents", "upstream per-image latent folder -> our latent store",
+                          required={"--source": None, "--out": None})
     args, _, _, _ = parse_stage(parser, argv)
     _verified_then([], lambda: import_latents(args.source, args.out))
     return 0
 
 
 def import_features_main(argv: list[str]) -> int:
-    parser = stage_parser("import_features", "upstream features [N,T,D] + masks -> our feature store")
-    parser.add_argument("--source", required=True, help="features/<encoder>.pt")
+    parser = stage_parser("import_features", "upstream features [N,T,D] + masks -> our feature store",
+                          required={"--source": "features/<encoder>.pt"})
     parser.add_argument("--masks", default=None, help="the masks/ folder (PNG, sorted by name)")
     parser.add_argument("--encoder", required=True)
     parser.add_argument("--out", required=True)
@@ -488,10 +484,8 @@ def import_features_main(argv: list[str]) -> int:
 
 
 def import_probe_main(argv: list[str]) -> int:
-    parser = stage_parser("import_probe", "upstream stats/lp/<encoder>-none-mean/metrics.json -> our probe JSON")
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--encoder", required=True)
-    parser.add_argument("--out", required=True)
+    parser = stage_parser("import_probe", "upstream stats/lp/<encoder>-none-mean/metrics.json -> our probe JSON",
+                          required={"--source": None, "--encoder": None, "--out": None})
     args, _, _, _ = parse_stage(parser, argv)
     _verified_then([args.source], lambda: import_probe(args.source, args.out, args.encoder))
     return 0

@@ -140,10 +140,10 @@ def reference_statistics(source_path: str | Path, weights: str | Path, device, b
 
 def reference_stats_main(argv: list[str]) -> int:
     parser = stage_parser("reference_stats", "ADM reference statistics (mu, sigma, mu_s, sigma_s, pool features) "
-                          "of an image store or an ADM .npz (e.g. VIRTUAL_imagenet256_labeled.npz).", device=True)
-    parser.add_argument("--source", required=True, help="image store directory (results/data/heldout) or ADM .npz")
-    parser.add_argument("--inception-weights", required=True, help="resources/weights/<inception weights>")
-    parser.add_argument("--out", required=True, help="results/reference/<name>.npz")
+                          "of an image store or an ADM .npz (e.g. VIRTUAL_imagenet256_labeled.npz).", device=True,
+                          required={"--source": "image store directory (results/data/heldout) or ADM .npz",
+                                    "--inception-weights": "resources/weights/<inception weights>",
+                                    "--out": "results/reference/<name>.npz"})
     args, config, device, _ = parse_stage(parser, argv, EVALUATE_PARAMS)
     arrays, meta = reference_statistics(args.source, args.inception_weights, device, config.evaluate.batch_size,
                                         config.raw)
@@ -209,11 +209,10 @@ def compute_metrics(feats, reference: Mapping[str, np.ndarray], config: Evaluate
 
 
 def evaluate_main(argv: list[str]) -> int:
-    parser = stage_parser("evaluate", "ADM-exact FID, sFID, IS, precision and recall of a sample set.", device=True)
-    parser.add_argument("--samples", required=True, help="sample directory (manifest.json + shards/) or ADM .npz")
-    parser.add_argument("--reference", required=True, help="results/reference/<name>.npz from reference_stats")
-    parser.add_argument("--inception-weights", required=True)
-    parser.add_argument("--out", required=True, help="metrics JSON")
+    parser = stage_parser("evaluate", "ADM-exact FID, sFID, IS, precision and recall of a sample set.", device=True,
+                          required={"--samples": "sample directory (manifest.json + shards/) or ADM .npz",
+                                    "--reference": "results/reference/<name>.npz from reference_stats",
+                                    "--inception-weights": None, "--out": "metrics JSON"})
     parser.add_argument("--run", default=None, help="JSON merged into the run block (default: the sample manifest's; "
                         "an ADM .npz has none)")
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
