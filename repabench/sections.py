@@ -79,8 +79,7 @@ def config_section(path: str, workflow_keys: tuple[str, ...] = (),
         cls.SECTION = path
         cls.WORKFLOW_KEYS = tuple(workflow_keys)
         cls.NESTED = dict(nested or {})
-        if "from_config" not in cls.__dict__:
-            cls.from_config = classmethod(from_config)
+        cls.from_config = classmethod(from_config)
         return cls
 
     return make
