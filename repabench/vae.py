@@ -220,9 +220,12 @@ def write_latent_stats(latents: str | Path, out: str | Path, vae: VaeConfig, see
     return Path(out)
 
 
+IMAGES_TO_OUT = {"--images": "image store", "--out": None}
+LATENTS_TO_OUT = {"--latents": "latent store (cache_latents)", "--out": "stats JSON"}
+
+
 def fit_autoencoder_main(argv: list[str]) -> int:
-    parser = stage_parser("fit_autoencoder", "Fit the offline PCA autoencoder on an image store (demo).",
-                          required={"--images": None, "--out": None})
+    parser = stage_parser("fit_autoencoder", "Fit the offline PCA autoencoder (demo).", required=IMAGES_TO_OUT)
     args, config, _, seed = parse_stage(parser, argv, {"vae": VaeConfig, "seed": int})
     fit_autoencoder(args.images, args.out, config.vae, seed, config.raw)
     return 0
@@ -230,8 +233,7 @@ def fit_autoencoder_main(argv: list[str]) -> int:
 
 def cache_latents_main(argv: list[str]) -> int:
     parser = stage_parser("cache_latents", "Encode an image store to posterior moments [8,h,w], paired by index.",
-                          device=True,
-                          required={"--images": None, "--out": None})
+                          device=True, required=IMAGES_TO_OUT)
     parser.add_argument("--autoencoder", default=None, help="PCA file or SD-VAE snapshot dir (resources/weights/...)")
     args, config, device, _ = parse_stage(parser, argv, {"vae": VaeConfig})
     cache_latents(args.images, args.out, config.vae, args.autoencoder, device, config.raw)
@@ -239,8 +241,7 @@ def cache_latents_main(argv: list[str]) -> int:
 
 
 def latent_stats_main(argv: list[str]) -> int:
-    parser = stage_parser("latent_stats", "Per-channel latent (bias, scale) from the training latents.",
-                          required={"--latents": None, "--out": None})
+    parser = stage_parser("latent_stats", "Per-channel latent (bias, scale).", required=LATENTS_TO_OUT)
     args, config, _, seed = parse_stage(parser, argv, {"vae": VaeConfig, "seed": int})
     write_latent_stats(args.latents, args.out, config.vae, seed, config.raw)
     return 0
