@@ -36,7 +36,8 @@ def _rule_gpus(text: str) -> dict[str, int]:
 
 def report_main(argv: list[str]) -> int:
     from repabench.integrity import read_result as read_json
-    from repabench.params import load_params, setup, stage_parser
+    from repabench.stage import parse_stage, stage_parser
+    from repabench.stats import ReportConfig
 
     parser = stage_parser("report", "render the HTML and PDF report from the correlation table and statistics")
     parser.add_argument("--table", required=True, help="results/correlate/table.csv")
@@ -47,10 +48,8 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--out-html", required=True)
     parser.add_argument("--out-pdf", required=True)
     parser.add_argument("--figures-dir", required=True, help="directory for the figures as PNG files")
-    parser.add_argument("--params", default=None, help="config sections (JSON or file): report, models, encoders, ...")
-    args = parser.parse_args(argv)
-    setup(args)
-    params = load_params(args.params)
+    args, config, _, _ = parse_stage(parser, argv, {"report": ReportConfig, "sampler": str})
+    params = config.raw
     try:
         stats = read_json(args.stats)
     except (FileNotFoundError, ValueError) as exc:
