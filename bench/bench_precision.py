@@ -28,7 +28,7 @@ from repabench.align import Method, alignment_loss, denoising_loss, linear_inter
 from repabench.encoders import build_encoder
 from repabench.sample import SamplerSettings, run_sampler
 from repabench.sit import MODEL_CONFIGS, build_sit
-from repabench.train import Targets, ema_update
+from repabench.train import AlignmentTargets, ema_update
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 IREPA = {"projector": "conv", "kernel": 3, "spatial_norm": "zscore", "alpha": 0.6, "coeff": 1.0}
@@ -53,10 +53,11 @@ def synthetic_set(n: int, latent: int, seed: int = 0) -> tuple[torch.Tensor, tor
 
 def target_error(encoder, images: torch.Tensor, grid: int, method: Method, device: torch.device) -> dict[str, float]:
     """Relative RMS error of the spatially normalised targets under each autocast against fp32."""
-    exact = Targets([encoder], grid, method, device, autocast_of(device, "fp32")).compute(images)[0].float()
+    exact = AlignmentTargets([encoder], grid, method, device, autocast_of(device, "fp32")).compute(images)[0].float()
     errors = {}
     for precision in DTYPES:
-        got = Targets([encoder], grid, method, device, autocast_of(device, precision)).compute(images)[0].float()
+        targets = AlignmentTargets([encoder], grid, method, device, autocast_of(device, precision))
+        got = targets.compute(images)[0].float()
         errors[precision] = float((got - exact).pow(2).mean().sqrt() / exact.pow(2).mean().sqrt())
     return errors
 
@@ -64,7 +65,7 @@ def target_error(encoder, images: torch.Tensor, grid: int, method: Method, devic
 def train_run(args, precision: str, seed: int, images, latents, encoder, method: Method, device) -> dict:
     grid = args.latent // MODEL_CONFIGS[args.model]["patch_size"]
     autocast = autocast_of(device, precision)
-    targets = Targets([encoder], grid, method, device, autocast)
+    targets = AlignmentTargets([encoder], grid, method, device, autocast)
     torch.manual_seed(0)  # one initialisation for every run: only the precision (and the seed's data order) differ
     net = build_sit(args.model, args.latent, num_classes=1, projectors=method.projector_specs([encoder.embed_dim]),
                     encoder_depth=method.encoder_depth).to(device)

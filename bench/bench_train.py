@@ -4,7 +4,7 @@
     python bench/bench_train.py --models SiT-T/2 --latent 16 --encoders effnetlite-cnn-lite0 \\
         --batch 4 --steps 2 --warmup 1 --threads 1                              # CPU smoke
 
-One step is what repabench.train.Trainer.train_step does, built from the same pieces (Targets, Method, the
+One step is what repabench.train.Trainer.train_step does, built from the same pieces (AlignmentTargets, Method, the
 losses, ema_update): host batch -> device, posterior sample of the latent, t ~ U(0,1), encoder targets from the
 uint8 images (no grad, autocast) with the method's spatial normalisation, SiT forward + projector, loss,
 backward, clip 1.0, AdamW, EMA over every parameter. Data loading is not timed (the batch sits in host memory,
@@ -39,7 +39,7 @@ import common
 from repabench.align import Method, alignment_loss, denoising_loss, linear_interpolant, sample_time
 from repabench.encoders import build_encoder
 from repabench.sit import MODEL_CONFIGS, SiT, build_sit
-from repabench.train import Targets, ema_update
+from repabench.train import AlignmentTargets, ema_update
 
 GRAD_CLIP = 1.0
 EMA_DECAY = 0.9999
@@ -106,7 +106,7 @@ class Workload:
     model: Callable  # net, or its compiled form
     ema: SiT
     optimizer: torch.optim.Optimizer
-    targets: Targets
+    targets: AlignmentTargets
     method: Method
     autocast: Callable
     batch: HostBatch
@@ -121,7 +121,7 @@ def build_workload(model_name: str, latent: int, encoder: torch.nn.Module, metho
     grid = latent // MODEL_CONFIGS[model_name]["patch_size"]
     encoder = encoder.to(memory_format=torch.channels_last if setting.channels_last else torch.contiguous_format)
     target_encoder = torch.compile(encoder, dynamic=False) if setting.compile else encoder
-    targets = Targets([target_encoder], grid, method, device, autocast)
+    targets = AlignmentTargets([target_encoder], grid, method, device, autocast)
     torch.manual_seed(0)
     net = build_sit(model_name, latent, projectors=method.projector_specs([encoder.embed_dim]),
                     encoder_depth=method.encoder_depth).to(device)
@@ -174,9 +174,8 @@ def counted_flops(work: Workload, images: int = 2) -> dict[str, float]:
     encoder = work.targets.encoders[0]
     encoder = getattr(encoder, "_orig_mod", encoder)  # the eager module under a compiled one
     fp32 = common.autocast(work.device, "fp32")
-    eager = Workload(work.net, work.net, work.ema, work.optimizer,
-                     Targets([encoder], work.targets.grid, work.method, work.device, fp32), work.method, fp32, small,
-                     work.device)
+    eager_targets = AlignmentTargets([encoder], work.targets.grid, work.method, work.device, fp32)
+    eager = Workload(work.net, work.net, work.ema, work.optimizer, eager_targets, work.method, fp32, small, work.device)
     with sdpa_kernel(SDPBackend.MATH):
         with FlopCounterMode(display=False) as enc_counter, torch.no_grad():
             encoder(small.images.to(work.device), work.targets.grid)

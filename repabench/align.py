@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from repabench.sections import config_section
-from repabench.sit import ProjectorSpec
+from repabench.sit import ProjectorConfig
 
 SPATIAL_NORMS = ("none", "zscore")
 ZSCORE_EPS = 1e-6
@@ -40,8 +40,8 @@ class Method:
         if self.spatial_norm not in SPATIAL_NORMS:
             raise ValueError(f"spatial_norm {self.spatial_norm!r} is not one of {SPATIAL_NORMS}")
 
-    def projector_specs(self, z_dims: Sequence[int]) -> list[ProjectorSpec]:
-        return [ProjectorSpec(self.projector, int(z), hidden=self.projector_dim, kernel=self.kernel) for z in z_dims]
+    def projector_specs(self, z_dims: Sequence[int]) -> list[ProjectorConfig]:
+        return [ProjectorConfig(self.projector, int(z), hidden=self.projector_dim, kernel=self.kernel) for z in z_dims]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

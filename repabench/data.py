@@ -127,12 +127,12 @@ def write_image_folder_store(root, out, resolution: int, max_images: int | None 
         files, labels = [files[i] for i in keep], [labels[i] for i in keep]
         mask_of = ArchiveMasks(mask_archive, [members[i] for i in keep.tolist()])
         meta["masks"] = {**pairing.describe(mask_source), "n_stored": len(files), "archive": str(mask_archive)}
-    specs = {"images": ((len(files), resolution, resolution, 3), np.uint8), "labels": ((len(files),), np.int64)}
+    array_shapes = {"images": ((len(files), resolution, resolution, 3), np.uint8), "labels": ((len(files),), np.int64)}
     if mask_of is not None:
-        specs["masks"] = ((len(files), resolution, resolution), np.uint8)
+        array_shapes["masks"] = ((len(files), resolution, resolution), np.uint8)
     from tqdm import tqdm
 
-    with StoreWriter(out, specs) as writer:
+    with StoreWriter(out, array_shapes) as writer:
         writer["labels"][:] = labels
 
         def work(i: int) -> None:
@@ -261,9 +261,9 @@ def demo_scenes(split: str, count: int, size: int, seed: int) -> Iterator[tuple[
 
 def write_demo_store(out, split: str, count: int, resolution: int, seed: int, meta: dict | None = None) -> Path:
     _, names = demo_stamps()
-    specs = {"images": ((count, resolution, resolution, 3), np.uint8), "labels": ((count,), np.int64),
+    array_shapes = {"images": ((count, resolution, resolution, 3), np.uint8), "labels": ((count,), np.int64),
              "masks": ((count, resolution, resolution), np.uint8)}
-    with StoreWriter(out, specs) as writer:
+    with StoreWriter(out, array_shapes) as writer:
         for i, (image, mask, label) in enumerate(demo_scenes(split, count, resolution, seed)):
             writer["images"][i], writer["masks"][i], writer["labels"][i] = image, mask, label
         return writer.commit({"resolution": resolution, "num_classes": len(names), "class_names": names,

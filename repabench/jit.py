@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repabench.align import denoising_loss, drop_labels, per_sample, with_alignment
-from repabench.sit import (ProjectorSpec, TimestepEmbedder, build_projector, init_linear_layers, modulate,
+from repabench.sit import (ProjectorConfig, TimestepEmbedder, build_projector, init_linear_layers, modulate,
                            sincos_pos_embed_2d)
 
 # name -> sizes (JiT `model_jit.py`).  "upstream": False marks the tiny CPU size no upstream code trains.
@@ -180,7 +180,7 @@ class JiT(nn.Module):
     def __init__(self, input_size: int = 256, patch_size: int = 16, in_channels: int = 3, hidden_size: int = 768,
                  depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, attn_drop: float = 0.0,
                  proj_drop: float = 0.0, num_classes: int = 1000, bottleneck_dim: int = 128,
-                 in_context_len: int = 32, in_context_start: int = 4, projectors: list[ProjectorSpec] | None = None,
+                 in_context_len: int = 32, in_context_start: int = 4, projectors: list[ProjectorConfig] | None = None,
                  encoder_depth: int = 8, fused_attn: bool = True):
         super().__init__()
         if input_size % patch_size:
@@ -257,7 +257,7 @@ class JiT(nn.Module):
 
 
 def build_jit(name: str, input_size: int = 256, num_classes: int = 1000,
-              projectors: list[ProjectorSpec] | None = None, encoder_depth: int = 8, attn_drop: float = 0.0,
+              projectors: list[ProjectorConfig] | None = None, encoder_depth: int = 8, attn_drop: float = 0.0,
               proj_drop: float = 0.0, fused_attn: bool = True) -> JiT:
     if name not in JIT_CONFIGS:
         raise ValueError(f"unknown JiT model {name!r}; known: {', '.join(JIT_CONFIGS)}")

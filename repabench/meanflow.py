@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from repabench.align import drop_labels, per_sample, with_alignment
-from repabench.sit import MODEL_CONFIGS, ProjectorSpec, SiT, TimestepEmbedder
+from repabench.sit import MODEL_CONFIGS, ProjectorConfig, SiT, TimestepEmbedder
 
 TIME_SAMPLERS = ("logit_normal", "uniform")
 
@@ -45,7 +45,7 @@ class MeanFlowSiT(SiT):
 
 
 def build_meanflow_sit(name: str, input_size: int, in_channels: int = 4, num_classes: int = 1000,
-                       projectors: list[ProjectorSpec] | None = None, encoder_depth: int = 8,
+                       projectors: list[ProjectorConfig] | None = None, encoder_depth: int = 8,
                        fused_attn: bool = False, qk_norm: bool = False) -> MeanFlowSiT:
     """A MeanFlow SiT of a repabench SiT size. Fused attention is off by default: PyTorch's fused CPU/flash SDPA
     kernels have no forward-mode AD, which the JVP target needs."""

@@ -338,7 +338,7 @@ def write_shard(out_dir: Path, shard: Shard, images: np.ndarray, labels: np.ndar
 # ----------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Generation:
+class SamplingPlan:
     """Everything that determines the images, apart from the model and autoencoder weights."""
 
     settings: SamplerSettings
@@ -394,7 +394,7 @@ def distributed_context() -> tuple[int, int, int]:
 
 
 def generate_shards(out_dir: str | os.PathLike, velocity: Velocity, decode: Callable[[torch.Tensor], torch.Tensor],
-                    generation: Generation, key: str, bias: torch.Tensor, scale: torch.Tensor,
+                    generation: SamplingPlan, key: str, bias: torch.Tensor, scale: torch.Tensor,
                     device: torch.device, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
     """Generate this process's missing shards (r, r+W, ...); returns the indices it generated."""
     from tqdm import tqdm
@@ -435,7 +435,7 @@ def generate_shards(out_dir: str | os.PathLike, velocity: Velocity, decode: Call
     return done
 
 
-def write_manifest(out_dir: str | os.PathLike, generation: Generation, key: str, extra: Mapping[str, Any]) -> Path:
+def write_manifest(out_dir: str | os.PathLike, generation: SamplingPlan, key: str, extra: Mapping[str, Any]) -> Path:
     """Verify every shard and write `manifest.json` (the declared output of the sample rule)."""
     out_dir = Path(out_dir)
     entries = []
@@ -613,7 +613,7 @@ def generate(checkpoint: str | Path, latent_stats: str | Path, autoencoder_kind:
         log.warning("bf16 autocast requested on %s; sampling in fp32 (CPU bf16 autocast is several times slower "
                     "and does not reproduce GPU bf16 numerics anyway)", device)
         precision = "fp32"
-    generation = Generation(settings, int(config.n_samples), int(config.seed), config.labels,
+    generation = SamplingPlan(settings, int(config.n_samples), int(config.seed), config.labels,
                             precision, int(config.shard_size), num_classes, latent_shape)
     weights = {"checkpoint": _file_identity(checkpoint), "latent_stats": _file_identity(latent_stats),
                "autoencoder": {"kind": autoencoder_kind, **_file_identity(autoencoder_path)}}

@@ -165,7 +165,7 @@ class FinalLayer(nn.Module):
 
 
 @dataclass(frozen=True)
-class ProjectorSpec:
+class ProjectorConfig:
     """One projector per target encoder. `hidden` is used by mlp, `kernel` by conv."""
 
     kind: str
@@ -196,7 +196,7 @@ class ConvProjector(nn.Module):
         return self.conv(feat).flatten(2).transpose(1, 2)
 
 
-def build_projector(dim: int, spec: ProjectorSpec) -> nn.Module:
+def build_projector(dim: int, spec: ProjectorConfig) -> nn.Module:
     if spec.kind == "mlp":
         return nn.Sequential(nn.Linear(dim, spec.hidden), nn.SiLU(), nn.Linear(spec.hidden, spec.hidden), nn.SiLU(),
                              nn.Linear(spec.hidden, spec.z_dim))
@@ -221,7 +221,7 @@ def init_linear_layers(model: nn.Module) -> None:
 class SiT(nn.Module):
     def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
                  depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
-                 num_classes: int = 1000, projectors: list[ProjectorSpec] | None = None, encoder_depth: int = 8,
+                 num_classes: int = 1000, projectors: list[ProjectorConfig] | None = None, encoder_depth: int = 8,
                  fused_attn: bool = True, qk_norm: bool = False):
         super().__init__()
         self.qk_norm = qk_norm
@@ -290,7 +290,7 @@ class SiT(nn.Module):
 
 
 def build_sit(name: str, input_size: int, in_channels: int = 4, num_classes: int = 1000,
-              projectors: list[ProjectorSpec] | None = None, encoder_depth: int = 8,
+              projectors: list[ProjectorConfig] | None = None, encoder_depth: int = 8,
               class_dropout_prob: float = 0.1, fused_attn: bool = True, qk_norm: bool = False) -> SiT:
     if name not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_CONFIGS)}")

@@ -36,7 +36,7 @@ class StoreError(RuntimeError):
 class StoreWriter:
     """Allocate arrays of known shape as memmaps in a temp dir, fill them, then `commit()`."""
 
-    def __init__(self, path: str | os.PathLike, specs: Mapping[str, tuple[tuple[int, ...], Any]]):
+    def __init__(self, path: str | os.PathLike, array_shapes: Mapping[str, tuple[tuple[int, ...], Any]]):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.parent / f".{self.path.name}.partial"
@@ -44,7 +44,7 @@ class StoreWriter:
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
         self.arrays: dict[str, np.memmap] = {}
-        for name, (shape, dtype) in specs.items():
+        for name, (shape, dtype) in array_shapes.items():
             file = self.tmp / f"{name}.npy"
             try:
                 self.arrays[name] = np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=tuple(shape))

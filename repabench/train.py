@@ -58,7 +58,7 @@ _NON_TRAJECTORY_KEYS = ("steps", "checkpoint_steps", "state_every", "num_workers
 @config_section("train", workflow_keys=("gpus", "time_budget_min"))
 class TrainConfig:
     """The `train` section (defaults: the schema's). GPU count and time budget are the workflow's: the rule
-    requests the GPUs, and `parse_run` hands the budget to `RunSpec`."""
+    requests the GPUs, and `parse_run` hands the budget to `TrainingRun`."""
 
     steps: int
     checkpoint_steps: tuple[int, ...]
@@ -211,7 +211,7 @@ def training_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-class Targets:
+class AlignmentTargets:
     """Encoder patch tokens for a batch: online from the raw images, or looked up in a per-image cache."""
 
     def __init__(self, encoders: Sequence[torch.nn.Module], grid: int, method: Method, device: torch.device,
@@ -344,7 +344,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 @dataclass
-class RunSpec:
+class TrainingRun:
     images: Path
     latents: Path
     latent_stats: Path
@@ -382,7 +382,7 @@ def data_identity(images: Store, latents: Store, stats: LatentStats) -> dict[str
 
 
 class Trainer:
-    def __init__(self, spec: RunSpec):
+    def __init__(self, spec: TrainingRun):
         from accelerate import Accelerator
 
         self.spec = spec
@@ -420,11 +420,11 @@ class Trainer:
         torch.manual_seed(spec.seed + self.rank)  # as upstream: seed + process index
         np.random.seed((spec.seed + self.rank) % 2**32)
         aligned = spec.method.coeff > 0
-        self.targets: Targets | None = None
+        self.targets: AlignmentTargets | None = None
         z_dims: list[int] = []
         if aligned:
             encoders = [build_target_encoder(name, spec.weights_dir) for name in spec.encoders]
-            self.targets = Targets(encoders, self.grid, spec.method, self.device, self.accelerator.autocast)
+            self.targets = AlignmentTargets(encoders, self.grid, spec.method, self.device, self.accelerator.autocast)
             if cfg.cache_targets:
                 self.targets.build_cache(image_store["images"], show=spec.show_progress and self.main)
                 z_dims = [int(t.shape[-1]) for t in self.targets.cache]
@@ -732,7 +732,7 @@ class Trainer:
 TRAIN_PARAMS = {"method": Method, "train": TrainConfig, "seed": int}
 
 
-def parse_run(argv: list[str]) -> RunSpec:
+def parse_run(argv: list[str]) -> TrainingRun:
     parser = stage_parser("train", "Train SiT with REPA/iREPA alignment (resumable; exit 75 = stopped, rerun).",
                           device=True)
     parser.add_argument("--images", type=Path, required=True, help="image store (uint8 NHWC images, labels)")
@@ -762,7 +762,7 @@ def parse_run(argv: list[str]) -> RunSpec:
         except ValueError as exc:
             raise SystemExit(str(exc)) from exc
     encoders = [name for item in args.encoder for name in item.split(",") if name]
-    return RunSpec(images=args.images, latents=args.latents, latent_stats=args.latent_stats, encoders=encoders,
+    return TrainingRun(images=args.images, latents=args.latents, latent_stats=args.latent_stats, encoders=encoders,
                    weights_dir=args.weights_dir, model=model, method_name=args.method_name, method=config.method,
                    train=config.train, seed=seed, out_dir=args.out_dir, state_root=args.state_root,
                    state_dir=args.state_dir, time_budget_min=args.time_budget_min,
@@ -771,7 +771,7 @@ def parse_run(argv: list[str]) -> RunSpec:
                    show_progress=not args.no_progress)
 
 
-def run_training(spec: RunSpec) -> int:
+def run_training(spec: TrainingRun) -> int:
     """Train one run to `spec.train.steps` (or until its time budget): 0 done, EXIT_RESUBMIT stopped early."""
     try:
         trainer = Trainer(spec)

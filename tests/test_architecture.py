@@ -92,7 +92,7 @@ def test_adding_an_encoder_a_method_and_a_config_key_as_the_page_says(tmp_path):
         catalog.write(f"\n_add(WeightFile({NEW_WEIGHT!r}, {lite0.source!r}, {lite0.sha256!r}, note='test'))\n")
     # encoder, step 2: its registry entry, naming the weight
     with open(copy / "repabench" / "encoders" / "catalog.py", "a") as catalog:
-        catalog.write(f"\n_add(EncoderSpec({NEW_ENCODER!r}, 'effnet', 112, EFFNET_PREP, (_weight({NEW_WEIGHT!r}),),"
+        catalog.write(f"\n_add(EncoderEntry({NEW_ENCODER!r}, 'effnet', 112, EFFNET_PREP, (_weight({NEW_WEIGHT!r}),),"
                       " {'variant': 'lite0'}))\n")
     # config key, step 1: the schema with its default
     schema_path = copy / "workflow" / "schemas" / "config.schema.yaml"

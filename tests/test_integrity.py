@@ -128,7 +128,7 @@ def test_diverging_loss_writes_no_state_and_no_checkpoint(train_data, tmp_path):
 def test_sampler_refuses_nan_latents_from_a_broken_checkpoint(tmp_path):
     import repabench.sample as S
 
-    gen = S.Generation(S.SamplerSettings("ode", 2), 6, 0, "uniform", "fp32", 3, 5, (2, 2, 2))
+    gen = S.SamplingPlan(S.SamplerSettings("ode", 2), 6, 0, "uniform", "fp32", 3, 5, (2, 2, 2))
     calls = []
 
     def broken_velocity(x, t, y):  # finite for the first shard, NaN from the second on

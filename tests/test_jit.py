@@ -7,7 +7,7 @@ import torch
 
 from repabench.jit import (JIT_CONFIGS, JiT, JiTObjective, JiTSampler, apply_rope, build_jit, jit_loss, jit_sample,
                            rope_angles)
-from repabench.sit import ProjectorSpec
+from repabench.sit import ProjectorConfig
 
 # Li & He, "Back to Basics: Let Denoising Generative Models Denoise" (arXiv 2511.13720), system-level comparison on
 # ImageNet 256: JiT-B/16 131M, JiT-L/16 459M, JiT-H/16 953M parameters.
@@ -86,7 +86,7 @@ def _randomise(model):
 
 def test_projector_sees_the_patch_grid_with_or_without_in_context_tokens():
     for depth in (1, 3):  # block 1 runs before the in-context tokens (start 1), block 3 after
-        model = tiny_jit(projectors=[ProjectorSpec("conv", 5), ProjectorSpec("mlp", 7, hidden=16)],
+        model = tiny_jit(projectors=[ProjectorConfig("conv", 5), ProjectorConfig("mlp", 7, hidden=16)],
                          encoder_depth=depth)
         image, zs = model(torch.randn(2, 3, 16, 16), torch.rand(2), torch.tensor([0, 3]))
         assert image.shape == (2, 3, 16, 16) and [z.shape for z in zs] == [(2, 16, 5), (2, 16, 7)]
@@ -95,7 +95,7 @@ def test_projector_sees_the_patch_grid_with_or_without_in_context_tokens():
 def test_in_context_tokens_enter_at_their_block():
     z, t, y = torch.randn(1, 3, 16, 16), torch.rand(1), torch.tensor([1])
     for depth, affected in ((1, False), (2, True)):  # in_context_start = 1: inserted before the second block
-        model = _randomise(tiny_jit(projectors=[ProjectorSpec("linear", 4)], encoder_depth=depth)).eval()
+        model = _randomise(tiny_jit(projectors=[ProjectorConfig("linear", 4)], encoder_depth=depth)).eval()
         before = model(z, t, y)[1][0]
         with torch.no_grad():
             model.in_context_posemb.add_(1.0)
@@ -120,7 +120,7 @@ def test_loss_matches_the_hand_formula():
 
 
 def test_loss_adds_the_weighted_alignment_term():
-    model = _randomise(tiny_jit(projectors=[ProjectorSpec("linear", 6)], encoder_depth=2)).eval()
+    model = _randomise(tiny_jit(projectors=[ProjectorConfig("linear", 6)], encoder_depth=2)).eval()
     x, y, t, noise = torch.randn(2, 3, 16, 16), torch.tensor([0, 1]), torch.rand(2), torch.randn(2, 3, 16, 16)
     targets = [torch.randn(2, 16, 6)]
     plain, _ = jit_loss(model, x, y, t=t, noise=noise)
@@ -220,7 +220,7 @@ def test_tiny_jit_overfits_one_batch(one_thread):
 
 
 def test_tiny_size_matches_the_demo_token_grid():
-    model = build_jit("JiT-T/16", input_size=128, num_classes=10, projectors=[ProjectorSpec("conv", 4)],
+    model = build_jit("JiT-T/16", input_size=128, num_classes=10, projectors=[ProjectorConfig("conv", 4)],
                       encoder_depth=3)
     image, zs = model(torch.randn(1, 3, 128, 128), torch.rand(1), torch.tensor([10]))
     assert model.grid == 8 and image.shape == (1, 3, 128, 128) and zs[0].shape == (1, 64, 4)

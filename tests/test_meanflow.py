@@ -5,7 +5,7 @@ import torch
 
 from repabench.meanflow import (MeanFlowObjective, build_meanflow_sit, meanflow_loss, meanflow_sample,
                                 meanflow_target)
-from repabench.sit import ProjectorSpec, build_sit
+from repabench.sit import ProjectorConfig, build_sit
 
 # Geng et al., "Mean Flows for One-step Generative Modeling" (arXiv 2505.13447), Table 2 (ImageNet 256, 1-NFE):
 # MF-B/2 131M, MF-L/2 459M, MF-XL/2 676M parameters (SiT with a second time embedder; trainable parameters).
@@ -59,7 +59,7 @@ def test_r_equal_t_gives_the_flow_matching_target():
 
 
 def test_loss_uses_the_jvp_primal_with_its_gradient():
-    model = tiny(projectors=[ProjectorSpec("linear", 5)], encoder_depth=2).train()
+    model = tiny(projectors=[ProjectorConfig("linear", 5)], encoder_depth=2).train()
     objective = MeanFlowObjective(label_drop_prob=0.0)
     x, y = torch.randn(4, 2, 8, 8), torch.tensor([0, 1, 2, 0])
     r, t, noise = torch.tensor([0.1, 0.2, 0.5, 0.4]), torch.tensor([0.5, 0.2, 0.9, 0.4]), torch.randn(4, 2, 8, 8)

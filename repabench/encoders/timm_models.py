@@ -27,7 +27,7 @@ FEATURE_NORMALIZER_PREFIXES = ("_feature_normalizer.", "radio_model.feature_norm
 
 
 @dataclass(frozen=True)
-class TimmSpec:
+class TimmArchitecture:
     arch: str
     patch: int
     preprocessing: Preprocessing
@@ -68,7 +68,7 @@ def feature_normalizer_of(state: dict, path: Path) -> tuple[Tensor, Tensor] | No
     return None
 
 
-def load_timm_checkpoint(model: torch.nn.Module, path: Path, spec: TimmSpec) -> tuple[Tensor, Tensor] | None:
+def load_timm_checkpoint(model: torch.nn.Module, path: Path, spec: TimmArchitecture) -> tuple[Tensor, Tensor] | None:
     """Load `path` into `model`; returns the RADIO feature normaliser (mean, tx) when `spec` asks and it exists."""
     state = load_checkpoint(path)
     if spec.strip_prefix:
@@ -93,7 +93,7 @@ def load_timm_checkpoint(model: torch.nn.Module, path: Path, spec: TimmSpec) -> 
 class TimmViTEncoder(Encoder):
     """Patch tokens of a timm ViT/EVA: the last block's output, CLS/registers dropped, final norm per spec."""
 
-    def __init__(self, name: str, embed_dim: int, spec: TimmSpec, weight_file: Path | None, grid: int = 16):
+    def __init__(self, name: str, embed_dim: int, spec: TimmArchitecture, weight_file: Path | None, grid: int = 16):
         super().__init__(name, embed_dim, pretrained=weight_file is not None)
         self.spec = spec
         self.preprocessing = spec.preprocessing
@@ -156,7 +156,7 @@ class SamViTEncoder(TimmViTEncoder):
 class Sam2HieraEncoder(Encoder):
     """SAM2 image-encoder trunk (Hiera): the last stage at stride 32, flattened row-major (HF `last_hidden_state`)."""
 
-    def __init__(self, name: str, embed_dim: int, spec: TimmSpec, weight_file: Path | None):
+    def __init__(self, name: str, embed_dim: int, spec: TimmArchitecture, weight_file: Path | None):
         super().__init__(name, embed_dim, pretrained=weight_file is not None)
         import timm
 

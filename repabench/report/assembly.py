@@ -8,7 +8,7 @@ from typing import Any
 from repabench.provenance import code_version
 from repabench.report.accounting import compute_section, provenance_section
 from repabench.report.controls import controls_section, noise_section, verdict_lines
-from repabench.report.correlation import answer, correlation_section, summary_lines
+from repabench.report.correlation import correlation_sentences, correlation_section, summary_lines
 from repabench.report.figures import encoder_colors, pyplot
 from repabench.report.inputs import encoder_order, method_order
 from repabench.report.model import Inputs, Section, Setting
@@ -16,6 +16,7 @@ from repabench.report.published_runs import published_runs_section
 from repabench.report.rendering import render_html, render_pdf, render_png, write_figures
 from repabench.report.results import (dynamics_section, encoder_section, method_section, published_section,
                                       spatialnorm_section)
+from repabench.stats import ReportConfig
 
 
 def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
@@ -46,13 +47,13 @@ def build_sections(inputs: Inputs) -> tuple[dict[str, Any], list[Section]]:
     report = inputs.params.get("report") or {}
     sha = code_version().get("git_sha")
     context = {
-        "title": report.get("title") or "What matters for representation alignment",
+        "title": ReportConfig.from_config(report).title,
         "name": inputs.params.get("name", "study"),
         "setting": setting.describe(),
         "n_encoders": len(encoders),
         "n_methods": len(methods),
         "code_sha": sha[:12] if sha else "unknown",
-        "answer": summary_lines(verdict_lines(inputs.stats), answer(corr)),
+        "answer": summary_lines(verdict_lines(inputs.stats), correlation_sentences(corr)),
         "sections": sections,
     }
     return context, sections

@@ -156,7 +156,7 @@ def _paper_spatial_range() -> str:
     return f"{min(values):.2f}–{max(values):.2f}"
 
 
-def answer(corr: Sequence[Correlation]) -> list[str]:
+def correlation_sentences(corr: Sequence[Correlation]) -> list[str]:
     """The study's question answered in two sentences from our r values."""
     by_name = {c.predictor: c for c in corr}
     lp = by_name["LP"]
