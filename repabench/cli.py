@@ -17,7 +17,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "latent_stats": ("repabench.vae:latent_stats_main", "per-channel latent bias/scale (or the constant 0.18215)"),
     "extract_features": ("repabench.encoders.extract:extract_features_main", "encoder patch tokens over an image store"),
     "train": ("repabench.train:train_main", "train SiT with REPA/iREPA (resumable, accelerate)"),
-    "untrained": ("repabench.train:untrained_main", "the step-0 generator: the untrained baseline of the report"),
+    "untrained": ("repabench.untrained:untrained_main", "the step-0 generator: the untrained baseline of the report"),
     "sample": ("repabench.sample:sample_main", "generate images in resumable, world-size independent shards"),
     "export_npz": ("repabench.sample:export_npz_main", "export sample shards to ADM's .npz layout (arr_0)"),
     "reference_stats": ("repabench.adm.stages:reference_stats_main", "ADM reference statistics of an image store or ADM npz"),

@@ -23,33 +23,32 @@ import dataclasses
 import json
 import logging
 import os
-import resource
-import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from repabench.align import Method, alignment_loss, denoising_loss, interpolant, sample_time, spatial_normalize
+from repabench.align import Method, alignment_loss, denoising_loss, interpolant, sample_time
 from repabench.atomic import atomic_path, read_json, write_json
 from repabench.sections import config_section
 from repabench.stage import parse_stage, resolve_device, stage_parser
 from repabench.provenance import params_hash, provenance
 from repabench.sit import MODEL_CONFIGS, build_sit, generator_kwargs, generator_state_dict, model_slug
-from repabench.store import Store, StoreError
+from repabench.store import StoreError
+from repabench.targets import AlignmentTargets, build_target_encoder, training_precision
+from repabench.train_data import LatentStats, StepBatches, check_inputs, data_identity
+from repabench.train_support import (TIME_BUDGET_ENV, StopSignal, ema_update, link_or_copy, peak_memory_mb, rng_state,
+                                     set_rng_state, time_budget_seconds)
 
 log = logging.getLogger("repabench.train")
 
 EXIT_RESUBMIT = 75  # EX_TEMPFAIL: stopped cleanly, state saved, rerun to continue
 STATE_FORMAT = "repabench-train-state-v1"
 STATE_FILE = "state.pt"
-TIME_BUDGET_ENV = "REPABENCH_TIME_BUDGET_MIN"
-SLURM_MARGIN_S = 120.0
 # train keys that do not change the trajectory of a run: excluded from the state hash so that a run can be
 # extended (steps), checkpointed differently, or resumed on another machine with other throughput settings
 _NON_TRAJECTORY_KEYS = ("steps", "checkpoint_steps", "state_every", "num_workers", "compile", "log_every")
@@ -103,243 +102,6 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass
-class LatentStats:
-    bias: list[float]
-    scale: list[float]
-    mode: str
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, channels: int) -> "LatentStats":
-        raw = read_json(path)
-        try:
-            stats = cls(bias=[float(b) for b in raw["bias"]], scale=[float(s) for s in raw["scale"]],
-                        mode=str(raw.get("mode", "data")))
-        except KeyError as exc:
-            raise ValueError(f"{path}: latent stats need 'bias' and 'scale' lists ({exc} missing)") from exc
-        if len(stats.bias) != channels or len(stats.scale) != channels:
-            raise ValueError(f"{path}: {len(stats.bias)} bias / {len(stats.scale)} scale values for {channels} "
-                             "latent channels; rerun latent_stats on this latent store")
-        return stats
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Item `step` = this rank's share of the global batch of that step.
-
-    The order is a function of (seed, epoch) only: epoch e visits a permutation drawn from a generator seeded
-    with (seed, e), in chunks of global_batch (drop_last). So the data position is the step itself, and a
-    resumed run reads exactly the batches it would have read.
-    """
-
-    def __init__(self, images: Path, latents: Path, seed: int, global_batch: int, rank: int, world: int,
-                 need_images: bool):
-        self.images_path, self.latents_path = images, latents
-        self.seed, self.global_batch, self.rank, self.world = seed, global_batch, rank, world
-        self.need_images = need_images
-        self.count = Store(latents).count
-        self.steps_per_epoch = self.count // global_batch
-        self.per_rank = global_batch // world
-        self._stores: tuple[Store, Store] | None = None
-        self._perm: tuple[int, np.ndarray] | None = None
-
-    def __len__(self) -> int:  # only used through an explicit sampler
-        return 1 << 62
-
-    def position(self, step: int) -> dict[str, int]:
-        return {"epoch": step // self.steps_per_epoch, "batch_in_epoch": step % self.steps_per_epoch}
-
-    def indices(self, step: int) -> np.ndarray:
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.count))
-        chunk = self._perm[1][within * self.global_batch:(within + 1) * self.global_batch]
-        return np.sort(chunk[self.rank * self.per_rank:(self.rank + 1) * self.per_rank])
-
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        if self._stores is None:  # opened lazily: one memory map per data-loader worker
-            self._stores = (Store(self.images_path), Store(self.latents_path))
-        images, latents = self._stores
-        idx = self.indices(step)
-        batch = {"index": torch.from_numpy(idx.astype(np.int64)),
-                 "moments": torch.from_numpy(np.ascontiguousarray(latents["moments"][idx], dtype=np.float32)),
-                 "label": torch.from_numpy(np.asarray(latents["labels"][idx], dtype=np.int64))}
-        if self.need_images:
-            batch["image"] = torch.from_numpy(np.ascontiguousarray(images["images"][idx])).permute(0, 3, 1, 2).contiguous()
-        return batch
-
-
-def check_inputs(images: Path, latents: Path) -> tuple[Store, Store]:
-    image_store, latent_store = Store(images, verify=True), Store(latents, verify=True)
-    if "moments" not in latent_store or "labels" not in latent_store:
-        raise ValueError(f"{latents} is not a latent store (needs 'moments' and 'labels'); run cache_latents")
-    if "images" not in image_store:
-        raise ValueError(f"{images} is not an image store (needs 'images'); run prepare_images")
-    if image_store.count != latent_store.count:
-        raise ValueError(f"{images} has {image_store.count} images but {latents} has {latent_store.count} latents; "
-                         "they are paired by index, rerun cache_latents on this image store")
-    if not np.array_equal(np.asarray(image_store["labels"]), np.asarray(latent_store["labels"])):
-        raise ValueError(f"labels of {images} and {latents} differ; rerun cache_latents on this image store")
-    return image_store, latent_store
-
-
-# --------------------------------------------------------------------------------------------------------------
-# encoder targets
-
-
-def build_target_encoder(name: str, weights_dir: str | os.PathLike) -> torch.nn.Module:
-    """The frozen target encoder of the registry (module-level so tests can substitute a stand-in)."""
-    from repabench.encoders import build_encoder
-
-    return build_encoder(name, weights_dir)
-
-
-def training_precision(requested: str, device: torch.device) -> str:
-    """The accelerate mixed precision of the model forward and of the encoder targets (the same autocast).
-
-    fp16 (upstream) comes with accelerate's GradScaler; on CPU every choice runs in fp32 ("no")."""
-    if requested not in ("no", "fp16", "bf16"):
-        raise ValueError(f"train.mixed_precision {requested!r} must be no, fp16 or bf16")
-    if device.type == "cpu" and requested != "no":
-        log.warning("mixed precision %s is not used on CPU; training in fp32", requested)
-        return "no"
-    return requested
-
-
-class AlignmentTargets:
-    """Encoder patch tokens for a batch: online from the raw images, or looked up in a per-image cache."""
-
-    def __init__(self, encoders: Sequence[torch.nn.Module], grid: int, method: Method, device: torch.device,
-                 autocast: Callable[[], Any]):
-        self.encoders = [enc.to(device).eval().requires_grad_(False) for enc in encoders]
-        self.grid, self.method, self.device, self.autocast = grid, method, device, autocast
-        self.cache: list[torch.Tensor] | None = None
-
-    @torch.no_grad()
-    def compute(self, images: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for encoder in self.encoders:
-            with self.autocast():
-                tokens = encoder(images, self.grid)
-            if tokens.shape[1] != self.grid * self.grid:
-                raise ValueError(f"encoder returned {tokens.shape[1]} tokens, SiT has {self.grid}x{self.grid}")
-            out.append(spatial_normalize(tokens, self.method.spatial_norm, self.method.alpha))
-        return out
-
-    def z_dims(self, probe: torch.Tensor) -> list[int]:
-        return [int(t.shape[-1]) for t in self.compute(probe.to(self.device))]
-
-    @torch.no_grad()
-    def build_cache(self, images: np.ndarray, batch: int = 64, show: bool = True,
-                    limit_bytes: int = 16 << 30) -> None:
-        from tqdm import tqdm
-
-        n = images.shape[0]
-        dims = self.z_dims(torch.from_numpy(np.array(images[:1])).permute(0, 3, 1, 2))
-        need = n * self.grid * self.grid * sum(dims) * 4
-        if need > limit_bytes:
-            raise ValueError(f"caching encoder targets needs {need / 2**30:.1f} GiB for {n} images; "
-                             "set train.cache_targets: false (targets are then computed online)")
-        self.cache = [torch.empty(n, self.grid * self.grid, d, device=self.device) for d in dims]
-        for start in tqdm(range(0, n, batch), desc="encoder targets", disable=not show, mininterval=5):
-            chunk = torch.from_numpy(np.array(images[start:start + batch])).permute(0, 3, 1, 2)
-            for table, value in zip(self.cache, self.compute(chunk.to(self.device))):
-                table[start:start + chunk.shape[0]] = value
-        self.encoders = []  # no longer needed: free their memory
-
-    def __call__(self, batch: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
-        if self.cache is not None:
-            index = batch["index"].to(self.device)
-            return [table[index] for table in self.cache]
-        return self.compute(batch["image"].to(self.device, non_blocking=True))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# EMA and stop signals
-
-
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, over every parameter (fp32 EMA)."""
-    ema_params = list(ema.parameters())
-    params = [p.detach().to(e.dtype) for p, e in zip(model.parameters(), ema_params)]
-    torch._foreach_mul_(ema_params, decay)
-    torch._foreach_add_(ema_params, params, alpha=1.0 - decay)
-
-
-class StopSignal:
-    """Set by SIGTERM / SIGUSR1 (SLURM's pre-timeout signal); checked between steps."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopSignal":
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signal.Signals(signum).name
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-
-
-def time_budget_seconds(cli_minutes: float | None, config_minutes: float | None,
-                        job_runtime_min: float | None = None) -> float | None:
-    """The tightest of --time-budget-min, $REPABENCH_TIME_BUDGET_MIN, train.time_budget_min and, inside a SLURM
-    job only (nothing enforces a runtime locally), the job's runtime or end time minus a margin for the save."""
-    budgets = []
-    for minutes in (cli_minutes, os.environ.get(TIME_BUDGET_ENV), config_minutes):
-        if minutes not in (None, ""):
-            budgets.append(float(minutes) * 60.0)
-    if os.environ.get("SLURM_JOB_ID"):
-        if job_runtime_min:
-            seconds = float(job_runtime_min) * 60.0
-            budgets.append(seconds - min(SLURM_MARGIN_S * 5, 0.1 * seconds))
-        end = os.environ.get("SLURM_JOB_END_TIME")
-        if end and end.isdigit():
-            budgets.append(float(end) - time.time() - SLURM_MARGIN_S)
-    return min(budgets) if budgets else None
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    return {"cpu": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Put `src` at `dst` atomically: a hard link where the file system allows it, else a copy."""
-    with atomic_path(dst) as tmp:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # the run
 
 
@@ -371,14 +133,6 @@ class TrainingRun:
         params = {"model": self.model, "encoders": list(self.encoders), "method": method,
                   "train": self.train.trajectory(), "seed": self.seed, "data": self.data_identity}
         return json.loads(json.dumps(params))  # as it reads back from params.json (tuples become lists)
-
-
-def data_identity(images: Store, latents: Store, stats: LatentStats) -> dict[str, Any]:
-    """Content identity of the inputs (array checksums from the manifests), independent of their paths."""
-    def sums(store: Store) -> dict[str, str]:
-        return {name: entry.get("sha256") for name, entry in sorted(store.manifest["arrays"].items())}
-
-    return {"images": sums(images), "latents": sums(latents), "latent_stats": stats.as_dict()}
 
 
 class Trainer:
@@ -782,52 +536,3 @@ def run_training(spec: TrainingRun) -> int:
 
 def train_main(argv: list[str]) -> int:
     return run_training(parse_run(argv))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The untrained baseline: the generator as every run starts it, so that a report can show what training bought.
-
-UNTRAINED_ENCODER, UNTRAINED_METHOD = "untrained", "none"
-
-
-def untrained_checkpoint(images: Path, latents: Path, latent_stats: Path, model: str, seed: int,
-                         class_dropout: float) -> dict[str, Any]:
-    """A step-0 checkpoint in the trainer's format: SiT initialised from `seed` (the EMA of a run at step 0)."""
-    image_store, latent_store = check_inputs(images, latents)
-    moments = latent_store["moments"]
-    channels, latent_size = moments.shape[1] // 2, moments.shape[2]
-    stats = LatentStats.load(latent_stats, channels)
-    num_classes = int(image_store.meta("num_classes") or int(np.max(latent_store["labels"])) + 1)
-    torch.manual_seed(seed)
-    net = build_sit(model, latent_size, in_channels=channels, num_classes=num_classes,
-                    class_dropout_prob=class_dropout)
-    params = {"model": model, "seed": seed, "data": data_identity(image_store, latent_store, stats)}
-    return {"ema": {k: v.detach().clone() for k, v in generator_state_dict(net.state_dict()).items()},
-            "model": {"name": model, "kwargs": generator_kwargs(net, class_dropout)},
-            "step": 0,
-            "run": {"model": model_slug(model), "encoder": UNTRAINED_ENCODER, "method": UNTRAINED_METHOD},
-            "method": None,
-            "latent_stats": stats.as_dict(),
-            "provenance": provenance("untrained", params, [images, latents, latent_stats], torch.device("cpu"),
-                                     seed=seed)}
-
-
-def untrained_main(argv: list[str]) -> int:
-    parser = stage_parser("untrained", "The step-0 generator (no training): the baseline every run must beat.")
-    parser.add_argument("--images", type=Path, required=True)
-    parser.add_argument("--latents", type=Path, required=True)
-    parser.add_argument("--latent-stats", type=Path, required=True)
-    parser.add_argument("--model", required=True, help=f"one of {', '.join(MODEL_CONFIGS)}")
-    parser.add_argument("--out", type=Path, required=True, help=".../checkpoints/0000000.pt")
-    args, config, _, seed = parse_stage(parser, argv, {"train": TrainConfig, "seed": int})
-    if args.model not in MODEL_CONFIGS:
-        raise SystemExit(f"--model: unknown model {args.model!r} (known: {', '.join(MODEL_CONFIGS)})")
-    try:
-        ckpt = untrained_checkpoint(args.images, args.latents, args.latent_stats, args.model, seed,
-                                    config.train.class_dropout)
-    except ValueError as exc:
-        raise SystemExit(f"untrained: {exc}") from exc
-    with atomic_path(args.out) as tmp:
-        torch.save(ckpt, tmp)
-    log.info("wrote %s (%s at initialisation, seed %s)", args.out, args.model, seed)
-    return 0

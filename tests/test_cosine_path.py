@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from repabench.align import interpolant, path_coefficients, sample_time
-from repabench.sample import SamplerSettings, euler_maruyama
+from repabench.samplers import SamplerSettings, euler_maruyama
 
 
 def test_cosine_interpolant_target_is_the_time_derivative():
@@ -59,7 +59,7 @@ def gaussian_velocity(path):
 
 @pytest.mark.parametrize("path", ["linear", "cosine"])
 def test_sde_drift_uses_the_true_score_of_the_path(path):
-    from repabench.sample import _cosine_sde_drift, _sde_drift
+    from repabench.samplers import _cosine_sde_drift, _sde_drift
 
     drift = {"linear": _sde_drift, "cosine": _cosine_sde_drift}[path]
     x = torch.linspace(-2, 2, 7, dtype=torch.float64).reshape(-1, 1)
