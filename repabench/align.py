@@ -106,14 +106,14 @@ def interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
 
 def linear_interpolant(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x_t = (1 - t) x0 + t eps and the velocity target v = eps - x0 (t = 0 data, t = 1 noise)."""
-    t = t.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
+    t = per_sample(t, x0)
     return (1 - t) * x0 + t * noise, noise - x0
 
 
 def denoising_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample mean of the squared error over C, H, W, then the mean over the batch (in fp32)."""
-    per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
-    return per_sample.mean()
+    errors = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+    return errors.mean()
 
 
 # --------------------------------------------------------------------------------------------------------------
