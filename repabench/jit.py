@@ -23,27 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from repabench.align import denoising_loss, drop_labels, per_sample, with_alignment
+from repabench.sizes import JIT_CONFIGS  # noqa: F401 (re-exported)
 from repabench.sit import (ProjectorConfig, TimestepEmbedder, build_projector, init_linear_layers, modulate,
                            sincos_pos_embed_2d)
 
-# name -> sizes (JiT `model_jit.py`).  "upstream": False marks the tiny CPU size no upstream code trains.
-JIT_CONFIGS: dict[str, dict[str, Any]] = {
-    "JiT-B/16": dict(depth=12, hidden_size=768, num_heads=12, bottleneck_dim=128, in_context_len=32,
-                     in_context_start=4, patch_size=16, upstream=True),
-    "JiT-B/32": dict(depth=12, hidden_size=768, num_heads=12, bottleneck_dim=128, in_context_len=32,
-                     in_context_start=4, patch_size=32, upstream=True),
-    "JiT-L/16": dict(depth=24, hidden_size=1024, num_heads=16, bottleneck_dim=128, in_context_len=32,
-                     in_context_start=8, patch_size=16, upstream=True),
-    "JiT-L/32": dict(depth=24, hidden_size=1024, num_heads=16, bottleneck_dim=128, in_context_len=32,
-                     in_context_start=8, patch_size=32, upstream=True),
-    "JiT-H/16": dict(depth=32, hidden_size=1280, num_heads=16, bottleneck_dim=256, in_context_len=32,
-                     in_context_start=10, patch_size=16, upstream=True),
-    "JiT-H/32": dict(depth=32, hidden_size=1280, num_heads=16, bottleneck_dim=256, in_context_len=32,
-                     in_context_start=10, patch_size=32, upstream=True),
-}
-for _patch in (8, 16):  # tiny CPU sizes; at the demo's 128 px, JiT-T/16 has the 8x8 grid of SiT-T/2 on f8 latents
-    JIT_CONFIGS[f"JiT-T/{_patch}"] = dict(depth=4, hidden_size=64, num_heads=2, bottleneck_dim=16, in_context_len=4,
-                                          in_context_start=2, patch_size=_patch, upstream=False)
+# the sizes (JiT `model_jit.py`) live in repabench.sizes, read by the workflow without torch
 
 
 # --------------------------------------------------------------------------------------------------------------

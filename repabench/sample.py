@@ -9,6 +9,7 @@ generation key), so a rerun skips complete shards and a killed job resumes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -201,9 +202,10 @@ class SamplingPlan:
         return params_hash({"generation": fields, "weights": dict(weights_identity)}, length=32)
 
 
-@config_section("sample", workflow_keys=("gpus",))
+@config_section("sample", workflow_keys=("gpus", "jit_sampler"))
 class SampleConfig:
-    """The `sample` section; `sampler` names the `samplers` entry the workflow evaluates (the rule passes it)."""
+    """The `sample` section; `sampler` names the `samplers` entry the workflow evaluates (the rule passes it;
+    `jit_sampler`, the one of JiT runs, likewise)."""
 
     n_samples: int
     sampler: str
@@ -237,8 +239,11 @@ def distributed_context() -> tuple[int, int, int]:
 
 def generate_shards(out_dir: str | os.PathLike, velocity: Velocity, decode: Callable[[torch.Tensor], torch.Tensor],
                     generation: SamplingPlan, key: str, bias: torch.Tensor, scale: torch.Tensor,
-                    device: torch.device, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
-    """Generate this process's missing shards (r, r+W, ...); returns the indices it generated."""
+                    device: torch.device, batch_size: int, rank: int = 0, world: int = 1,
+                    integrate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> list[int]:
+    """Generate this process's missing shards (r, r+W, ...); returns the indices it generated.
+
+    `integrate(noise, labels)` replaces the SiT samplers (JiT: its ODE, the output already in pixel space)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -260,8 +265,9 @@ def generate_shards(out_dir: str | os.PathLike, velocity: Velocity, decode: Call
             x1 = noise.draw()
             y = torch.from_numpy(labels[lo:lo + batch_size]).to(device)
             with torch.inference_mode():
-                z = run_sampler(velocity, x1, y, generation.settings, noise, generation.num_classes,
-                                generation.precision)
+                z = (integrate(x1, y) if integrate is not None else
+                     run_sampler(velocity, x1, y, generation.settings, noise, generation.num_classes,
+                                 generation.precision))
                 if not bool(torch.isfinite(z).all()):  # black images would still score a finite FID
                     raise SystemExit(
                         f"sample: the model produced NaN/inf latents for images {batch[0]}..{batch[-1]} of "
@@ -406,9 +412,9 @@ def _process_device(requested: str, local_rank: int) -> torch.device:
 def sample_main(argv: list[str]) -> int:
     parser = stage_parser("sample", "Generate images in resumable, world-size independent shards.", device=True)
     parser.add_argument("--checkpoint", required=True, help="EMA checkpoint (.pt) written by train")
-    parser.add_argument("--latent-stats", required=True, help="latent stats JSON (bias, scale)")
-    parser.add_argument("--autoencoder-kind", required=True, choices=["pca", "sd-vae-ft-mse"])
-    parser.add_argument("--autoencoder", required=True, help="autoencoder weights (file or directory)")
+    parser.add_argument("--latent-stats", default=None, help="latent stats JSON (bias, scale); SiT checkpoints only")
+    parser.add_argument("--autoencoder-kind", default=None, choices=["pca", "sd-vae-ft-mse"], help="SiT only")
+    parser.add_argument("--autoencoder", default=None, help="autoencoder weights (file or directory); SiT only")
     parser.add_argument("--out-dir", required=True, help="results/samples/<model>/<enc>/<method>/<step>/<sampler>")
     args, config, _, _ = parse_stage(parser, argv, {"sampler": SamplerSettings, "sample": SampleConfig})
     generate(args.checkpoint, args.latent_stats, args.autoencoder_kind, args.autoencoder, args.out_dir,
@@ -417,16 +423,18 @@ def sample_main(argv: list[str]) -> int:
     return 0
 
 
-def generate(checkpoint: str | Path, latent_stats: str | Path, autoencoder_kind: str, autoencoder_path: str | Path,
+def generate(checkpoint: str | Path, latent_stats: str | Path | None, autoencoder_kind: str | None,
+             autoencoder_path: str | Path | None,
              out_dir: str | Path, settings: SamplerSettings, config: SampleConfig, sampler_name: str | None = None,
              device: str = "auto", recorded_params: Mapping[str, Any] | None = None) -> Path:
     """Generate `config.n_samples` images of a checkpoint into shards under `out_dir` (shards already complete
-    are kept), then write its manifest; returns the manifest path. Every rank of a distributed launch calls it."""
+    are kept), then write its manifest; returns the manifest path. Every rank of a distributed launch calls it.
+    A JiT checkpoint generates pixels directly: it takes no latent statistics and no autoencoder."""
     sampler_name = sampler_name or Path(out_dir).name
     if recorded_params is None:
         recorded_params = {"sampler": {**asdict(settings), "name": sampler_name}, "sample": asdict(config)}
     for path in (checkpoint, latent_stats, autoencoder_path):
-        if not Path(path).exists():
+        if path is not None and not Path(path).exists():
             raise SystemExit(f"{path} does not exist; run the stage that produces it first")
 
     rank, world, local_rank = distributed_context()
@@ -444,11 +452,26 @@ def generate(checkpoint: str | Path, latent_stats: str | Path, autoencoder_kind:
     settings = replace(settings, path=meta.get("path", "linear"))
     latent_shape = _latent_shape(model, meta)
     num_classes = _num_classes(model, meta)
-    bias, scale = load_latent_stats(latent_stats, channels=latent_shape[0])
-    _check_latent_stats(meta, bias, scale, latent_stats)
-    autoencoder = load_autoencoder(autoencoder_kind, autoencoder_path)  # verifies fetched weights itself
-    if hasattr(autoencoder, "to"):
-        autoencoder = autoencoder.to(device)
+    jit = (meta.get("model") or {}).get("family") == "jit"
+    if jit:  # pixels in [-1, 1]: the identity "decoder", no latent normalisation
+        bias = torch.zeros(latent_shape[0], dtype=torch.float64)
+        scale = torch.ones(latent_shape[0], dtype=torch.float64)
+        decode: Callable[[torch.Tensor], torch.Tensor] = _identity
+        try:
+            jit_settings = settings.jit(meta.get("objective") or {})
+        except ValueError as exc:
+            raise SystemExit(f"sample: {checkpoint}: {exc}") from None
+    else:
+        if settings.mode == "jit":
+            raise SystemExit(f"sample: {checkpoint} is a SiT checkpoint; `mode: jit` samplers are for JiT runs")
+        if latent_stats is None or autoencoder_path is None or autoencoder_kind is None:
+            raise SystemExit("sample: a SiT checkpoint needs --latent-stats, --autoencoder-kind and --autoencoder")
+        bias, scale = load_latent_stats(latent_stats, channels=latent_shape[0])
+        _check_latent_stats(meta, bias, scale, latent_stats)
+        autoencoder = load_autoencoder(autoencoder_kind, autoencoder_path)  # verifies fetched weights itself
+        if hasattr(autoencoder, "to"):
+            autoencoder = autoencoder.to(device)
+        decode = autoencoder.decode
 
     precision = config.precision
     if precision == "bf16" and device.type != "cuda":
@@ -457,17 +480,28 @@ def generate(checkpoint: str | Path, latent_stats: str | Path, autoencoder_kind:
         precision = "fp32"
     generation = SamplingPlan(settings, int(config.n_samples), int(config.seed), config.labels,
                             precision, int(config.shard_size), num_classes, latent_shape)
-    weights = {"checkpoint": _file_identity(checkpoint), "latent_stats": _file_identity(latent_stats),
-               "autoencoder": {"kind": autoencoder_kind, **_file_identity(autoencoder_path)}}
+    weights = {"checkpoint": _file_identity(checkpoint)}
+    if not jit:
+        weights.update(latent_stats=_file_identity(latent_stats),
+                       autoencoder={"kind": autoencoder_kind, **_file_identity(autoencoder_path)})
     key = generation.key(weights)
     velocity = _compiled(model, config.compile)
+    integrate = None
+    if jit:
+        from repabench.jit import jit_sample
+
+        def integrate(x1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            autocast = (torch.autocast(device_type=x1.device.type, dtype=torch.bfloat16)
+                        if generation.precision == "bf16" else contextlib.nullcontext())
+            with autocast:
+                return jit_sample(velocity, x1, y, jit_settings, num_classes).float()
     out_dir = Path(out_dir)
     manifest = out_dir / "manifest.json"
     if rank == 0 and manifest.exists():
         manifest.unlink()  # stale until every shard of this generation is verified again
     started = time.perf_counter()
-    generated = generate_shards(out_dir, velocity, autoencoder.decode, generation, key, bias, scale, device,
-                                int(config.batch_size), rank, world)
+    generated = generate_shards(out_dir, velocity, decode, generation, key, bias, scale, device,
+                                int(config.batch_size), rank, world, integrate=integrate)
     elapsed = time.perf_counter() - started
     _barrier(world)
     if rank == 0:
@@ -481,7 +515,8 @@ def generate(checkpoint: str | Path, latent_stats: str | Path, autoencoder_kind:
             "batch_size": int(config.batch_size),
             "world_size": world,
             "weights": weights,
-            "provenance": provenance("sample", recorded_params, [checkpoint, latent_stats, autoencoder_path],
+            "provenance": provenance("sample", recorded_params,
+                                     [p for p in (checkpoint, latent_stats, autoencoder_path) if p is not None],
                                      device, seed=generation.seed, precision=generation.precision,
                                      tf32=device.type == "cuda",
                                      rank0_generated_shards=len(generated), rank0_seconds=round(elapsed, 3)),
@@ -489,6 +524,10 @@ def generate(checkpoint: str | Path, latent_stats: str | Path, autoencoder_kind:
         log.info("wrote %s (%d samples)", manifest, generation.n_samples)
     _barrier(world)
     return manifest
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def _latent_shape(model: Any, meta: Mapping[str, Any]) -> tuple[int, int, int]:

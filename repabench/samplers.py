@@ -34,12 +34,12 @@ class SamplerSettings:
     path: str = "linear"  # the generator's training path (from its checkpoint), not a sampler option
 
     def __post_init__(self) -> None:
-        if self.mode not in ("sde", "ode"):
-            raise ValueError(f"sampler mode {self.mode!r} is not one of sde, ode")
+        if self.mode not in ("sde", "ode", "jit"):
+            raise ValueError(f"sampler mode {self.mode!r} is not one of sde, ode, jit")
         if int(self.steps) != self.steps or self.steps < 2:
             raise ValueError(f"sampler steps must be an integer >= 2, got {self.steps}")
-        if self.heun and self.mode != "ode":
-            raise ValueError("heun applies to mode=ode only; drop 'heun' or use mode: ode")
+        if self.heun and self.mode == "sde":
+            raise ValueError("heun applies to mode=ode or jit only; drop 'heun' or use mode: ode")
         if self.cfg_scale < 1.0:
             raise ValueError(f"cfg_scale must be >= 1 (1 = no guidance), got {self.cfg_scale}")
         if not 0.0 <= self.guidance_low <= self.guidance_high <= 1.0:
@@ -56,9 +56,22 @@ class SamplerSettings:
     def guided(self, t: float) -> bool:
         return self.cfg_scale > 1.0 and self.guidance_low <= t <= self.guidance_high
 
+    def jit(self, objective: Mapping[str, Any]) -> Any:
+        """JiT's sampler of a `mode: jit` entry; `objective` (the checkpoint's) gives t_eps and noise_scale.
+        The guidance interval passes through unchanged: JiT's is open at both ends, 0 = no lower bound."""
+        from repabench.jit import JiTSampler
+
+        if self.mode != "jit":
+            raise ValueError(f"a JiT checkpoint samples with a `mode: jit` sampler, not {self.mode!r}")
+        return JiTSampler(steps=int(self.steps), method="heun" if self.heun else "euler", cfg=self.cfg_scale,
+                          interval_min=self.guidance_low, interval_max=self.guidance_high,
+                          t_eps=float(objective.get("t_eps", 0.05)),
+                          noise_scale=float(objective.get("noise_scale", 1.0)))
+
+
     def network_evaluations(self) -> int:
         """Model calls per image (a guided call counts once although its batch is doubled)."""
-        if self.mode == "ode" and self.heun:
+        if self.mode in ("ode", "jit") and self.heun:
             return 2 * self.steps - 1
         return self.steps
 
@@ -158,6 +171,8 @@ def run_sampler(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings:
                 noise: Callable[[int], torch.Tensor] | None, null_class: int,
                 precision: str = "fp32") -> torch.Tensor:
     """Integrate from the noise `x1` to a float64 latent at t = 0."""
+    if settings.mode == "jit":
+        raise ValueError("mode: jit samples JiT checkpoints (repabench.jit.jit_sample), not SiT velocities")
     if settings.mode == "sde":
         if noise is None:
             raise ValueError("the SDE sampler needs a noise source")

@@ -314,8 +314,9 @@ def generator_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {k: v for k, v in state.items() if not k.startswith(_PROJECTOR_PREFIX)}
 
 
-def load_generator(ckpt_path: str | Path, device: Any = "cpu") -> tuple[SiT, dict[str, Any]]:
-    """Rebuild the EMA generator of a training checkpoint in eval mode; returns (model, metadata without weights)."""
+def load_generator(ckpt_path: str | Path, device: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the EMA generator of a training checkpoint in eval mode (SiT, or JiT where `model.family` says
+    so); returns (model, metadata without weights)."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; run the train rule that writes it")
@@ -324,7 +325,12 @@ def load_generator(ckpt_path: str | Path, device: Any = "cpu") -> tuple[SiT, dic
     if missing:
         raise ValueError(f"{path} is not a repabench training checkpoint (missing {sorted(missing)})")
     spec = ckpt["model"]
-    model = build_sit(spec["name"], **spec["kwargs"])
+    if spec.get("family", "sit") == "jit":  # checkpoints without a family are SiT's
+        from repabench.jit import build_jit
+
+        model = build_jit(spec["name"], **spec["kwargs"])
+    else:
+        model = build_sit(spec["name"], **spec["kwargs"])
     model.load_state_dict(ckpt["ema"], strict=True)
     model.eval().requires_grad_(False).to(device)
     meta = {k: v for k, v in ckpt.items() if k != "ema"}

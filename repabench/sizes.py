@@ -1,4 +1,7 @@
-"""SiT sizes and their path-safe names (no torch import: the workflow reads these while parsing)."""
+"""Generator sizes (SiT, JiT) and their path-safe names (no torch import: the workflow reads these while parsing).
+
+The model name selects the generator family: `SiT-*` is flow matching on latents (repabench.sit), `JiT-*` is
+pixel-space x-prediction (repabench.jit); `model_family` says which."""
 
 from __future__ import annotations
 
@@ -17,21 +20,52 @@ _SIZES = {
 for _size, _cfg in _SIZES.items():
     for _patch in (1, 2, 4, 8) if _size == "T" else (2, 4, 8):
         MODEL_CONFIGS[f"SiT-{_size}/{_patch}"] = dict(_cfg, patch_size=_patch)
-_SLUGS = {name.lower().replace("/", "-") for name in MODEL_CONFIGS}
+
+# JiT sizes (JiT `model_jit.py`, docs/upstream-facts.md §10); "upstream": False marks the tiny CPU sizes.
+JIT_CONFIGS: dict[str, dict[str, Any]] = {}
+_JIT_SIZES = {
+    "B": dict(depth=12, hidden_size=768, num_heads=12, bottleneck_dim=128, in_context_len=32, in_context_start=4),
+    "L": dict(depth=24, hidden_size=1024, num_heads=16, bottleneck_dim=128, in_context_len=32, in_context_start=8),
+    "H": dict(depth=32, hidden_size=1280, num_heads=16, bottleneck_dim=256, in_context_len=32, in_context_start=10),
+}
+for _size, _cfg in _JIT_SIZES.items():
+    for _patch in (16, 32):
+        JIT_CONFIGS[f"JiT-{_size}/{_patch}"] = dict(_cfg, patch_size=_patch, upstream=True)
+for _patch in (8, 16):  # tiny CPU sizes; at the demo's 128 px, JiT-T/16 has the 8x8 grid of SiT-T/2 on f8 latents
+    JIT_CONFIGS[f"JiT-T/{_patch}"] = dict(depth=4, hidden_size=64, num_heads=2, bottleneck_dim=16, in_context_len=4,
+                                          in_context_start=2, patch_size=_patch, upstream=False)
+
+FAMILIES = {"sit": MODEL_CONFIGS, "jit": JIT_CONFIGS}
+_PREFIX = {"sit": "SiT", "jit": "JiT"}
+_ALL = {name: cfg for table in FAMILIES.values() for name, cfg in table.items()}
+_SLUGS = {name.lower().replace("/", "-") for name in _ALL}
 
 
 def model_slug(name: str) -> str:
-    """'SiT-B/2' -> 'sit-b-2' (safe for paths and wildcards); a slug ('sit-b-2') is returned as it is."""
+    """'SiT-B/2' -> 'sit-b-2', 'JiT-B/16' -> 'jit-b-16' (safe for paths and wildcards); a slug is returned as it is."""
     slug = str(name).strip().lower().replace("/", "-")
     if slug not in _SLUGS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_CONFIGS)}")
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(_ALL)}")
     return slug
 
 
 def model_name(slug: str) -> str:
-    """'sit-b-2' -> 'SiT-B/2' (inverse of model_slug)."""
-    match = re.fullmatch(r"sit-([a-z]+)-(\d+)", slug)
-    name = f"SiT-{match.group(1).upper()}/{match.group(2)}" if match else None
-    if name not in MODEL_CONFIGS:
-        raise ValueError(f"{slug!r} is not a SiT model slug; known: {', '.join(map(model_slug, MODEL_CONFIGS))}")
+    """'sit-b-2' -> 'SiT-B/2', 'jit-b-16' -> 'JiT-B/16' (inverse of model_slug)."""
+    match = re.fullmatch(r"(sit|jit)-([a-z]+)-(\d+)", slug)
+    name = f"{_PREFIX[match.group(1)]}-{match.group(2).upper()}/{match.group(3)}" if match else None
+    if name not in _ALL:
+        raise ValueError(f"{slug!r} is not a model slug; known: {', '.join(map(model_slug, _ALL))}")
     return name
+
+
+def model_family(name: str) -> str:
+    """'sit' or 'jit' for a model name or slug."""
+    name = name if name in _ALL else model_name(model_slug(name))
+    return next(family for family, table in FAMILIES.items() if name in table)
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """The size table entry (depth, patch_size, ...) of a model name of any family."""
+    if name not in _ALL:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(_ALL)}")
+    return _ALL[name]

@@ -5,6 +5,11 @@ t ~ U(0,1), x_t = (1-t) x0 + t eps', loss = MSE(v_pred, eps' - x0) + coeff * mea
 where the targets are the encoder's patch tokens of the same raw image (spatially normalised for iREPA).
 AdamW, constant lr, clip 1.0, EMA over every parameter, on `accelerate` (one process per GPU).
 
+A JiT run (`JiT-*` model names, repabench.jit) trains on the image store instead (pixels in [-1, 1], no latents):
+each image flipped with p = 0.5 (train.jit.hflip), then `jit_loss` (x-prediction, velocity MSE, train.jit) plus the
+same alignment loss through the same projectors and encoder targets (computed on the flipped images). Its
+checkpoints record `model.family: jit` and the objective, from which the sample stage rebuilds it.
+
 Resumable state lives in `<state-root>/<params-hash>/` (outside the declared outputs, which Snakemake deletes
 when a job fails): `state.pt` (model, EMA, optimizer, grad scaler, RNG of every rank, data position, step, log
 history), `params.json`, and `checkpoints/<step>.pt` (EMA generators, hard-linked or copied into the run's
@@ -40,7 +45,8 @@ from repabench.provenance import params_hash, provenance
 from repabench.sit import MODEL_CONFIGS, build_sit, generator_kwargs, generator_state_dict, model_slug
 from repabench.store import StoreError
 from repabench.targets import AlignmentTargets, build_target_encoder, training_precision
-from repabench.train_data import LatentStats, StepBatches, check_inputs, data_identity
+from repabench.sizes import JIT_CONFIGS, model_config, model_family, model_name
+from repabench.train_data import LatentStats, StepBatches, check_images, check_inputs, checksums, data_identity
 from repabench.train_support import (TIME_BUDGET_ENV, StopSignal, ema_update, link_or_copy, peak_memory_mb, rng_state,
                                      set_rng_state, time_budget_seconds)
 
@@ -54,8 +60,26 @@ STATE_FILE = "state.pt"
 _NON_TRAJECTORY_KEYS = ("steps", "checkpoint_steps", "state_every", "num_workers", "compile", "log_every")
 
 
-@config_section("train", workflow_keys=("gpus", "time_budget_min"))
+@config_section("train.jit")
+class JiTTrainConfig:
+    """`train.jit`: the JiT objective (repabench.jit.JiTObjective) and its augmentation; JiT-* runs only."""
+
+    p_mean: float
+    p_std: float
+    t_eps: float
+    noise_scale: float
+    label_drop_prob: float
+    hflip: bool
+
+    def objective(self) -> Any:
+        from repabench.jit import JiTObjective
+
+        return JiTObjective(**{k: v for k, v in dataclasses.asdict(self).items() if k != "hflip"})
+
+
+@config_section("train", workflow_keys=("gpus", "time_budget_min"), nested={"jit": JiTTrainConfig})
 class TrainConfig:
+
     """The `train` section (defaults: the schema's). GPU count and time budget are the workflow's: the rule
     requests the GPUs, and `parse_run` hands the budget to `TrainingRun`."""
 
@@ -67,7 +91,7 @@ class TrainConfig:
     adam_betas: tuple[float, float]
     weight_decay: float
     adam_eps: float
-    grad_clip: float
+    grad_clip: float | None  # None: no clipping (upstream JiT)
     ema_decay: float
     mixed_precision: str
     tf32: bool
@@ -76,6 +100,7 @@ class TrainConfig:
     cache_targets: bool
     num_workers: int
     log_every: int
+    jit: JiTTrainConfig  # the JiT objective; not part of a SiT run's trajectory
     weighting: str = "uniform"  # absent in the schema = upstream's uniform training times
     path: str = "linear"  # absent in the schema = upstream's path_type linear (used); or cosine
     qk_norm: bool = False  # absent in the schema = off, as in every upstream config
@@ -94,7 +119,7 @@ class TrainConfig:
             raise ValueError("train.steps, state_every, global_batch and log_every must be >= 1")
 
     def trajectory(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS + ("jit",)}
         for key, default in (("weighting", "uniform"), ("qk_norm", False), ("path", "linear")):
             if out[key] == default:  # defaults leave the hashes of runs from before these options as they were
                 del out[key]
@@ -108,8 +133,8 @@ class TrainConfig:
 @dataclass
 class TrainingRun:
     images: Path
-    latents: Path
-    latent_stats: Path
+    latents: Path | None  # None for a pixel-space (JiT) run
+    latent_stats: Path | None
     encoders: list[str]
     weights_dir: Path
     model: str
@@ -127,11 +152,20 @@ class TrainingRun:
     show_progress: bool = True
     data_identity: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def family(self) -> str:
+        return model_family(self.model)
+
+    def inputs(self) -> list[Path]:
+        return [p for p in (self.images, self.latents, self.latent_stats) if p is not None]
+
     def run_params(self) -> dict[str, Any]:
         """Everything that changes the trajectory of the run; its hash names the state directory."""
         method = {k: v for k, v in self.method.as_dict().items() if k != "label"}
         params = {"model": self.model, "encoders": list(self.encoders), "method": method,
                   "train": self.train.trajectory(), "seed": self.seed, "data": self.data_identity}
+        if self.family == "jit":  # the objective of the run, as a dict (SiT runs' hashes stay as they were)
+            params["jit"] = dataclasses.asdict(self.train.jit)
         return json.loads(json.dumps(params))  # as it reads back from params.json (tuples become lists)
 
 
@@ -154,22 +188,34 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
             torch.backends.cudnn.allow_tf32 = cfg.tf32
 
-        image_store, latent_store = check_inputs(spec.images, spec.latents)
-        moments = latent_store["moments"]
-        if moments.ndim != 4 or moments.shape[1] % 2:
-            raise ValueError(f"{spec.latents}: moments must be [N, 2C, h, w], got {moments.shape}")
-        channels, self.latent_size = moments.shape[1] // 2, moments.shape[2]
-        self.stats = LatentStats.load(spec.latent_stats, channels)
-        self.num_classes = int(image_store.meta("num_classes") or int(np.max(latent_store["labels"])) + 1)
-        if latent_store.count < cfg.global_batch:
-            raise ValueError(f"train.global_batch {cfg.global_batch} exceeds the {latent_store.count} training images")
-        spec.data_identity = data_identity(image_store, latent_store, self.stats)
+        self.family = spec.family
+        if self.family == "jit":  # pixels in [-1, 1]: no latents, no latent statistics
+            if cfg.jit.hflip and cfg.cache_targets:
+                raise ValueError("train.jit.hflip flips every training image, so its encoder targets cannot be "
+                                 "cached; set train.cache_targets: false or train.jit.hflip: false")
+            image_store = check_images(spec.images)
+            count, labels = image_store.count, image_store["labels"]
+            channels, self.latent_size = 3, int(image_store["images"].shape[1])
+            self.stats = None
+            spec.data_identity = {"images": checksums(image_store)}
+        else:
+            image_store, latent_store = check_inputs(spec.images, spec.latents)
+            moments = latent_store["moments"]
+            if moments.ndim != 4 or moments.shape[1] % 2:
+                raise ValueError(f"{spec.latents}: moments must be [N, 2C, h, w], got {moments.shape}")
+            channels, self.latent_size = moments.shape[1] // 2, moments.shape[2]
+            self.stats = LatentStats.load(spec.latent_stats, channels)
+            count, labels = latent_store.count, latent_store["labels"]
+            spec.data_identity = data_identity(image_store, latent_store, self.stats)
+        self.num_classes = int(image_store.meta("num_classes") or int(np.max(labels)) + 1)
+        if count < cfg.global_batch:
+            raise ValueError(f"train.global_batch {cfg.global_batch} exceeds the {count} training images")
         self.run_params = spec.run_params()
         self.hash = params_hash(self.run_params)
         self.state_dir = spec.state_dir or (spec.state_root / self.hash)
         self._check_state_params()
 
-        patch = MODEL_CONFIGS[spec.model]["patch_size"]
+        patch = model_config(spec.model)["patch_size"]
         self.grid = self.latent_size // patch
         torch.manual_seed(spec.seed + self.rank)  # as upstream: seed + process index
         np.random.seed((spec.seed + self.rank) % 2**32)
@@ -186,9 +232,16 @@ class Trainer:
                 probe = torch.from_numpy(np.array(image_store["images"][:1])).permute(0, 3, 1, 2)
                 z_dims = self.targets.z_dims(probe)
         projectors = spec.method.projector_specs(z_dims) if aligned else None
-        self.net = build_sit(spec.model, self.latent_size, in_channels=channels, num_classes=self.num_classes,
-                             projectors=projectors, encoder_depth=spec.method.encoder_depth,
-                             class_dropout_prob=cfg.class_dropout, qk_norm=cfg.qk_norm).to(self.device)
+        if self.family == "jit":
+            from repabench.jit import build_jit
+
+            self.objective = cfg.jit.objective()
+            self.net = build_jit(spec.model, self.latent_size, num_classes=self.num_classes, projectors=projectors,
+                                 encoder_depth=spec.method.encoder_depth).to(self.device)
+        else:
+            self.net = build_sit(spec.model, self.latent_size, in_channels=channels, num_classes=self.num_classes,
+                                 projectors=projectors, encoder_depth=spec.method.encoder_depth,
+                                 class_dropout_prob=cfg.class_dropout, qk_norm=cfg.qk_norm).to(self.device)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr,
                                            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
@@ -196,10 +249,12 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(self.net, self.optimizer)
         if cfg.compile and self.device.type == "cuda":
             self.model = torch.compile(self.model)
-        self.data = StepBatches(spec.images, spec.latents, spec.seed, cfg.global_batch, self.rank, self.world,
+        self.data = StepBatches(spec.images, spec.latents if self.family == "sit" else None, spec.seed,
+                                cfg.global_batch, self.rank, self.world,
                                 need_images=aligned and not cfg.cache_targets)
-        self.bias = torch.tensor(self.stats.bias, device=self.device).view(1, -1, 1, 1)
-        self.scale = torch.tensor(self.stats.scale, device=self.device).view(1, -1, 1, 1)
+        if self.stats is not None:
+            self.bias = torch.tensor(self.stats.bias, device=self.device).view(1, -1, 1, 1)
+            self.scale = torch.tensor(self.stats.scale, device=self.device).view(1, -1, 1, 1)
         self.step = 0
         self.history: dict[str, Any] = {"entries": [], "segments": []}
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # any NaN/inf loss since the start
@@ -301,19 +356,28 @@ class Trainer:
             return
         spec = self.spec
         ckpt = {"ema": {k: v.detach().cpu().clone() for k, v in generator_state_dict(self.ema.state_dict()).items()},
-                "model": {"name": spec.model, "kwargs": generator_kwargs(self.net, spec.train.class_dropout)},
+                "model": self.model_record(),
                 "step": self.step,
                 "run": {"model": model_slug(spec.model), "encoder": ",".join(spec.encoders),
                         "method": spec.method_name},
                 "method": spec.method.as_dict(),
                 # the sampler's score follows the training path; absent = linear (checkpoints from before the option)
                 **({"path": spec.train.path} if spec.train.path != "linear" else {}),
-                "latent_stats": self.stats.as_dict(),
+                **({"latent_stats": self.stats.as_dict()} if self.stats is not None else {}),
+                # JiT: the objective's t_eps and noise_scale, which its sampler needs
+                **({"objective": dataclasses.asdict(self.objective)} if self.family == "jit" else {}),
                 # no timestamp: identical runs write identical checkpoints (and record identical input hashes)
                 "provenance": {k: v for k, v in self.provenance().items() if k != "created"}}
         with atomic_path(self.checkpoint_path(self.step)) as tmp:
             torch.save(ckpt, tmp)
         self.publish_checkpoints()
+
+    def model_record(self) -> dict[str, Any]:
+        """What load_generator rebuilds the generator from: SiT's as before, a JiT's with its family."""
+        if self.family == "jit":
+            return {"family": "jit", "name": self.spec.model,
+                    "kwargs": {"input_size": self.latent_size, "num_classes": self.num_classes}}
+        return {"name": self.spec.model, "kwargs": generator_kwargs(self.net, self.spec.train.class_dropout)}
 
     def publish_checkpoints(self) -> None:
         """Expose every checkpoint of the state directory in the run's output directory."""
@@ -326,7 +390,7 @@ class Trainer:
 
     def provenance(self) -> dict[str, Any]:
         spec = self.spec
-        return provenance("train", self.run_params, [spec.images, spec.latents, spec.latent_stats], self.device,
+        return provenance("train", self.run_params, spec.inputs(), self.device,
                           params_hash_state=self.hash, seed=spec.seed, precision=self.precision,
                           precision_requested=spec.train.mixed_precision, targets_precision=self.precision,
                           grad_scaler=self.accelerator.scaler is not None,
@@ -337,6 +401,8 @@ class Trainer:
     # -- training ---------------------------------------------------------------------------------------------
 
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.family == "jit":
+            return self.jit_step(batch)
         spec, cfg = self.spec, self.spec.train
         moments = batch["moments"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
@@ -352,8 +418,34 @@ class Trainer:
         loss_denoise = denoising_loss(velocity, v_target)
         loss_align = alignment_loss(zs, targets) if targets is not None else torch.zeros((), device=self.device)
         loss = loss_denoise + spec.method.coeff * loss_align
+        return self._update(loss, loss_denoise, loss_align)
+
+    def jit_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """JiT (docs/upstream-facts.md §10.2): x-prediction on pixels in [-1, 1], each image flipped with p = 0.5
+        (train.jit.hflip) before both the generator and the encoder targets see it."""
+        from repabench.jit import jit_loss
+
+        cfg = self.spec.train
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        if cfg.jit.hflip:
+            flip = torch.rand(images.shape[0], device=self.device) < 0.5
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+        targets = self.targets({**batch, "image": images}) if self.targets is not None else None
+        self.model.train()
+        with self.accelerator.autocast():
+            loss, parts = jit_loss(self.model, images.float() / 127.5 - 1.0, labels, self.objective, targets,
+                                   self.spec.method.coeff)
+        return self._update(loss, torch.tensor(parts["denoise"], device=self.device),
+                            torch.tensor(parts.get("align", 0.0), device=self.device))
+
+    def _update(self, loss: torch.Tensor, loss_denoise: torch.Tensor,
+                loss_align: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backward, clip (train.grad_clip; null = measure the norm only), optimiser step, EMA."""
+        cfg = self.spec.train
         self.accelerator.backward(loss)
-        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         ema_update(self.ema, self.net, cfg.ema_decay)
@@ -490,12 +582,15 @@ def parse_run(argv: list[str]) -> TrainingRun:
     parser = stage_parser("train", "Train SiT with REPA/iREPA alignment (resumable; exit 75 = stopped, rerun).",
                           device=True)
     parser.add_argument("--images", type=Path, required=True, help="image store (uint8 NHWC images, labels)")
-    parser.add_argument("--latents", type=Path, required=True, help="latent store (moments [N,8,h,w], labels)")
-    parser.add_argument("--latent-stats", type=Path, required=True, help="stats.json with bias/scale per channel")
+    parser.add_argument("--latents", type=Path, default=None,
+                        help="latent store (moments [N,8,h,w], labels); SiT runs only (JiT trains on the images)")
+    parser.add_argument("--latent-stats", type=Path, default=None,
+                        help="stats.json with bias/scale per channel; SiT runs only")
     parser.add_argument("--encoder", nargs="+", required=True,
                         help="target encoder name(s); several (space or comma separated) average their losses")
     parser.add_argument("--weights-dir", type=Path, default=Path("resources/weights"))
-    parser.add_argument("--model", required=True, help=f"one of {', '.join(MODEL_CONFIGS)} (or a slug, sit-b-2)")
+    parser.add_argument("--model", required=True,
+                        help=f"one of {', '.join([*MODEL_CONFIGS, *JIT_CONFIGS])} (or a slug, sit-b-2, jit-b-16)")
     parser.add_argument("--method-name", required=True, help="name of the method entry (recorded)")
     parser.add_argument("--out-dir", type=Path, required=True, help="results/train/<model>/<encoder>/<method>")
     parser.add_argument("--state-root", type=Path, default=Path("results/state/train"),
@@ -507,14 +602,7 @@ def parse_run(argv: list[str]) -> TrainingRun:
                         help="the job's runtime limit (Snakemake resources.runtime); used inside SLURM jobs only")
     parser.add_argument("--no-progress", action="store_true")
     args, config, _, seed = parse_stage(parser, argv, TRAIN_PARAMS)
-    model = args.model
-    if model not in MODEL_CONFIGS:
-        from repabench.sit import model_name
-
-        try:
-            model = model_name(model)
-        except ValueError as exc:
-            raise SystemExit(str(exc)) from exc
+    model = model_argument(args.model, args.latents, args.latent_stats)
     encoders = [name for item in args.encoder for name in item.split(",") if name]
     return TrainingRun(images=args.images, latents=args.latents, latent_stats=args.latent_stats, encoders=encoders,
                    weights_dir=args.weights_dir, model=model, method_name=args.method_name, method=config.method,
@@ -523,6 +611,17 @@ def parse_run(argv: list[str]) -> TrainingRun:
                    config_time_budget_min=(config.raw.get("train") or {}).get("time_budget_min"),
                    job_runtime_min=args.job_runtime_min, device=args.device,
                    show_progress=not args.no_progress)
+
+
+def model_argument(model: str, latents: Path | None, latent_stats: Path | None) -> str:
+    """The model name of --model (a name or a slug); a SiT needs its latents and their statistics."""
+    try:
+        model = model_name(model_slug(model))
+    except ValueError as exc:
+        raise SystemExit(f"--model: {exc}") from exc
+    if model_family(model) == "sit" and (latents is None or latent_stats is None):
+        raise SystemExit(f"--latents and --latent-stats are required for {model} (a SiT trains on latents)")
+    return model
 
 
 def run_training(spec: TrainingRun) -> int:

@@ -47,12 +47,12 @@ class StepBatches(torch.utils.data.Dataset):
     resumed run reads exactly the batches it would have read.
     """
 
-    def __init__(self, images: Path, latents: Path, seed: int, global_batch: int, rank: int, world: int,
+    def __init__(self, images: Path, latents: Path | None, seed: int, global_batch: int, rank: int, world: int,
                  need_images: bool):
         self.images_path, self.latents_path = images, latents
         self.seed, self.global_batch, self.rank, self.world = seed, global_batch, rank, world
         self.need_images = need_images
-        self.count = Store(latents).count
+        self.count = Store(latents if latents is not None else images).count  # no latents: a pixel (JiT) run
         self.steps_per_epoch = self.count // global_batch
         self.per_rank = global_batch // world
         self._stores: tuple[Store, Store] | None = None
@@ -73,15 +73,32 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         if self._stores is None:  # opened lazily: one memory map per data-loader worker
-            self._stores = (Store(self.images_path), Store(self.latents_path))
+            self._stores = (Store(self.images_path),
+                            Store(self.latents_path) if self.latents_path is not None else None)
         images, latents = self._stores
         idx = self.indices(step)
+        if latents is None:
+            return {"index": torch.from_numpy(idx.astype(np.int64)),
+                    "label": torch.from_numpy(np.asarray(images["labels"][idx], dtype=np.int64)),
+                    "image": _nchw(images["images"][idx])}
         batch = {"index": torch.from_numpy(idx.astype(np.int64)),
                  "moments": torch.from_numpy(np.ascontiguousarray(latents["moments"][idx], dtype=np.float32)),
                  "label": torch.from_numpy(np.asarray(latents["labels"][idx], dtype=np.int64))}
         if self.need_images:
             batch["image"] = torch.from_numpy(np.ascontiguousarray(images["images"][idx])).permute(0, 3, 1, 2).contiguous()
         return batch
+
+
+def _nchw(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def check_images(images: Path) -> Store:
+    """The image store of a pixel-space (JiT) run."""
+    image_store = Store(images, verify=True)
+    if "images" not in image_store or "labels" not in image_store:
+        raise ValueError(f"{images} is not an image store (needs 'images' and 'labels'); run prepare_images")
+    return image_store
 
 
 def check_inputs(images: Path, latents: Path) -> tuple[Store, Store]:
@@ -98,9 +115,10 @@ def check_inputs(images: Path, latents: Path) -> tuple[Store, Store]:
     return image_store, latent_store
 
 
+def checksums(store: Store) -> dict[str, str]:
+    return {name: entry.get("sha256") for name, entry in sorted(store.manifest["arrays"].items())}
+
+
 def data_identity(images: Store, latents: Store, stats: LatentStats) -> dict[str, Any]:
     """Content identity of the inputs (array checksums from the manifests), independent of their paths."""
-    def sums(store: Store) -> dict[str, str]:
-        return {name: entry.get("sha256") for name, entry in sorted(store.manifest["arrays"].items())}
-
-    return {"images": sums(images), "latents": sums(latents), "latent_stats": stats.as_dict()}
+    return {"images": checksums(images), "latents": checksums(latents), "latent_stats": stats.as_dict()}

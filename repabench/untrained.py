@@ -3,6 +3,7 @@ so that a report can show what training bought: the `untrained` stage."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,21 @@ from repabench.atomic import atomic_path
 from repabench.provenance import provenance
 from repabench.sit import MODEL_CONFIGS, build_sit, generator_kwargs, generator_state_dict, model_slug
 from repabench.stage import parse_stage, stage_parser
-from repabench.train import TrainConfig
-from repabench.train_data import LatentStats, check_inputs, data_identity
+from repabench.sizes import JIT_CONFIGS, model_family
+from repabench.train import TrainConfig, model_argument
+from repabench.train_data import LatentStats, check_images, check_inputs, checksums, data_identity
 
 log = logging.getLogger("repabench.untrained")
 
 UNTRAINED_ENCODER, UNTRAINED_METHOD = "untrained", "none"
 
 
-def untrained_checkpoint(images: Path, latents: Path, latent_stats: Path, model: str, seed: int,
+def untrained_checkpoint(images: Path, latents: Path | None, latent_stats: Path | None, model: str, seed: int,
                          class_dropout: float) -> dict[str, Any]:
-    """A step-0 checkpoint in the trainer's format: SiT initialised from `seed` (the EMA of a run at step 0)."""
+    """A step-0 checkpoint in the trainer's format: the generator initialised from `seed` (the EMA of a run at
+    step 0)."""
+    if model_family(model) == "jit":
+        return _untrained_jit(images, model, seed)
     image_store, latent_store = check_inputs(images, latents)
     moments = latent_store["moments"]
     channels, latent_size = moments.shape[1] // 2, moments.shape[2]
@@ -44,22 +49,39 @@ def untrained_checkpoint(images: Path, latents: Path, latent_stats: Path, model:
                                      seed=seed)}
 
 
+def _untrained_jit(images: Path, model: str, seed: int) -> dict[str, Any]:
+    from repabench.jit import JiTObjective, build_jit
+
+    image_store = check_images(images)
+    num_classes = int(image_store.meta("num_classes") or int(np.max(image_store["labels"])) + 1)
+    size = int(image_store["images"].shape[1])
+    torch.manual_seed(seed)
+    net = build_jit(model, size, num_classes=num_classes)
+    params = {"model": model, "seed": seed, "data": {"images": checksums(image_store)}}
+    return {"ema": {k: v.detach().clone() for k, v in generator_state_dict(net.state_dict()).items()},
+            "model": {"family": "jit", "name": model, "kwargs": {"input_size": size, "num_classes": num_classes}},
+            "step": 0,
+            "run": {"model": model_slug(model), "encoder": UNTRAINED_ENCODER, "method": UNTRAINED_METHOD},
+            "method": None,
+            "objective": dataclasses.asdict(JiTObjective()),
+            "provenance": provenance("untrained", params, [images], torch.device("cpu"), seed=seed)}
+
+
 def untrained_main(argv: list[str]) -> int:
     parser = stage_parser("untrained", "The step-0 generator (no training): the baseline every run must beat.")
     parser.add_argument("--images", type=Path, required=True)
-    parser.add_argument("--latents", type=Path, required=True)
-    parser.add_argument("--latent-stats", type=Path, required=True)
-    parser.add_argument("--model", required=True, help=f"one of {', '.join(MODEL_CONFIGS)}")
+    parser.add_argument("--latents", type=Path, default=None, help="SiT only")
+    parser.add_argument("--latent-stats", type=Path, default=None, help="SiT only")
+    parser.add_argument("--model", required=True, help=f"one of {', '.join([*MODEL_CONFIGS, *JIT_CONFIGS])}")
     parser.add_argument("--out", type=Path, required=True, help=".../checkpoints/0000000.pt")
     args, config, _, seed = parse_stage(parser, argv, {"train": TrainConfig, "seed": int})
-    if args.model not in MODEL_CONFIGS:
-        raise SystemExit(f"--model: unknown model {args.model!r} (known: {', '.join(MODEL_CONFIGS)})")
+    model = model_argument(args.model, args.latents, args.latent_stats)
     try:
-        ckpt = untrained_checkpoint(args.images, args.latents, args.latent_stats, args.model, seed,
+        ckpt = untrained_checkpoint(args.images, args.latents, args.latent_stats, model, seed,
                                     config.train.class_dropout)
     except ValueError as exc:
         raise SystemExit(f"untrained: {exc}") from exc
     with atomic_path(args.out) as tmp:
         torch.save(ckpt, tmp)
-    log.info("wrote %s (%s at initialisation, seed %s)", args.out, args.model, seed)
+    log.info("wrote %s (%s at initialisation, seed %s)", args.out, model, seed)
     return 0

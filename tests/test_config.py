@@ -9,7 +9,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-PRESETS = ["config/config.yaml", "config/paper.yaml", "config/ablation.yaml", ".test/config/config.yaml"]
+PRESETS = ["config/config.yaml", "config/paper.yaml", "config/ablation.yaml", "config/jit.yaml",
+           ".test/config/config.yaml"]
 
 
 def snakemake(*args, cwd=REPO):
@@ -57,6 +58,28 @@ def test_schema_fills_defaults():
     validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
     assert config["train"]["ema_decay"] == 0.9999 and config["train"]["grad_clip"] == 1.0
     assert config["methods"]["irepa"]["kernel"] == 3 and config["methods"]["repa"]["projector_dim"] == 64
+
+
+def test_a_jit_only_study_schedules_no_vae_or_latent_stage():
+    result = snakemake("-n", "--nolock", "--configfile", "config/jit.yaml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    plan = result.stdout
+    for rule in ("fit_autoencoder", "cache_latents", "latent_stats"):
+        assert f"rule {rule}:" not in plan and f"localrule {rule}:" not in plan, rule
+    assert "jit-b-16/pe-vit-g/jit_irepa" in plan and "/jit50/manifest.json" in plan
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ({"models": ["JiT-T/16"]}, r"sample.jit_sampler: JiT-T/16 is a JiT"),
+    ({"models": ["JiT-T/16"], "sample": {"jit_sampler": "sde8"}}, r"sample.jit_sampler: 'sde8' must be an entry"),
+    ({"models": ["JiT-S/16"]}, r"'JiT-S/16' does not match"),
+    ({"samplers": {"sde8": {"mode": "jit", "steps": 8}}}, r"sample.sampler: 'sde8' has mode: jit"),
+])
+def test_bad_jit_config_fails_naming_the_key(tmp_path, overlay, message):
+    import re
+
+    output = run_with_overlay(tmp_path, overlay)
+    assert re.search(message, output), output[-3000:]
 
 
 @pytest.mark.parametrize("preset", PRESETS)

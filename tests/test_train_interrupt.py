@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import repabench.train as train
-from test_train_support import make_data, train_argv, train_in_process as run_in_process
+from test_train_support import jit_argv, make_data, train_argv, train_in_process as run_in_process
 
 SCRIPT = Path(__file__).resolve().parent / "test_train_support.py"
 LONG = {"steps": 60, "checkpoint_steps": [30, 60], "state_every": 5, "log_every": 10}
@@ -83,6 +83,29 @@ def test_interrupted_run_resumes_to_the_same_weights(data, tmp_path, straight, s
     final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
     # bitwise: the state holds every random stream and the batch order is a function of the step
     assert_same_ema(final["ema"], straight["ema"])
+
+
+@pytest.fixture(scope="module")
+def straight_jit(data, tmp_path_factory):
+    """The uninterrupted JiT run (pixels, random flips, x-prediction), in process."""
+    root = tmp_path_factory.mktemp("straight-jit")
+    assert run_in_process(jit_argv(data, root / "out", root / "state", train=LONG)) == 0
+    return torch.load(root / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+
+
+def test_jit_run_resumed_after_sigkill_equals_the_uninterrupted_one(data, tmp_path, straight_jit):
+    """As for SiT: the JiT loss, its label dropout and the flips draw from the RNG the state holds."""
+    argv = jit_argv(data, tmp_path / "out", tmp_path / "state", train=LONG)
+    proc = start(argv)
+    state_file = wait_for_state(proc, tmp_path / "state")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=120)
+    saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    assert proc.returncode == -signal.SIGKILL and 0 < saved["step"] < LONG["steps"]
+    assert run_in_process(argv) == 0
+    final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+    assert final["model"]["family"] == "jit" and final["model"]["name"] == "JiT-T/8"
+    assert_same_ema(final["ema"], straight_jit["ema"])
 
 
 def test_two_process_run(data, tmp_path):

@@ -89,6 +89,17 @@ def train_argv(paths: dict[str, Path], out: Path, state_root: Path, method=None,
             "--device", "cpu", "--threads", "1", "--no-progress", *extra]
 
 
+def jit_argv(paths: dict[str, Path], out: Path, state_root: Path, method=None, train=None, seed=0,
+             extra=()) -> list[str]:
+    """A JiT run's argv: the images only (no latents), JiT-T/8 (a 4x4 grid at 32 px)."""
+    argv = train_argv(paths, out, state_root, method, train, seed, extra)
+    for flag in ("--latents", "--latent-stats"):
+        at = argv.index(flag)
+        del argv[at:at + 2]
+    argv[argv.index("--model") + 1] = "JiT-T/8"
+    return argv
+
+
 if __name__ == "__main__":
     import repabench.train as train
 

@@ -110,3 +110,26 @@ def test_nothing_left_to_do_and_adding_an_encoder_runs_only_its_chain(study):
         "sample": methods * steps, "evaluate": methods * steps, "collect_metrics": methods,
         "correlate": 1, "report": 1, "all": 1,
     }, counts
+
+
+JIT_OVERLAY = ".test/config/jit.yaml"
+
+
+def test_a_tiny_jit_joins_the_chain_and_the_report(study):
+    """Last (it rewrites the report): the JiT overlay trains, samples and evaluates JiT-T/16 on the images already
+    there (no latent or VAE job for it), and the report's curves show it beside SiT-T/2."""
+    repo, config = study
+    plan = snakemake(repo, "-n", "--configfile", CONFIG, JIT_OVERLAY).stdout
+    counts = job_counts(plan)
+    assert not {"cache_latents", "fit_autoencoder", "latent_stats", "extract_features"} & set(counts), counts
+    assert counts["train"] == len(config["encoders"]) and counts["untrained"] == 1, counts
+    snakemake(repo, "-c2", "--configfile", CONFIG, JIT_OVERLAY, timeout=600)
+    steps = sorted(config["train"]["checkpoint_steps"])
+    for encoder in config["encoders"]:
+        rows = read_table(repo / f"results/eval/jit-t-16/{encoder}/repa/jit8.csv")
+        assert [int(r["Steps"]) for r in rows] == steps
+        assert all(np.isfinite(float(r["FID"])) and float(r["FID"]) > 0 for r in rows)
+    manifest = json.loads(next((repo / "results/samples/jit-t-16").rglob("manifest.json")).read_text())
+    assert manifest["image_shape"] == [128, 128, 3] and set(manifest["weights"]) == {"checkpoint"}
+    html = (repo / "results/report/report.html").read_text()
+    assert "JiT-T/16" in html or "jit-t-16" in html

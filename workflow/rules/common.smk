@@ -8,7 +8,7 @@ import sys
 from snakemake.utils import validate
 
 from repabench.encoders import weight_names
-from repabench.sizes import model_name, model_slug
+from repabench.sizes import model_config, model_family, model_name, model_slug
 from repabench.weight_catalog import WEIGHTS
 from repabench.masks import archive_name
 
@@ -85,14 +85,17 @@ def _check_config():
         except ValueError as exc:
             raise ConfigError(f"encoders: {exc}") from None
     from repabench.sections import section_properties
-    from repabench.sizes import MODEL_CONFIGS
 
     # Snakemake's validate fills no defaults inside the named entries of `methods`; take the schema's
     default_depth = section_properties("methods.*")["encoder_depth"]["default"]
     for model in config["models"]:
-        if model not in MODEL_CONFIGS:
-            raise ConfigError(f"models: unknown model {model!r} (known: {', '.join(MODEL_CONFIGS)})")
-        depth = MODEL_CONFIGS[model]["depth"]
+        try:
+            size = model_config(model)
+        except ValueError as exc:
+            raise ConfigError(f"models: {exc}") from None
+        depth = size["depth"]
+        if model_family(model) == "jit":
+            _check_jit(model, size)
         for name in config["run_methods"]:
             if methods[name].get("encoder_depth", default_depth) > depth:
                 raise ConfigError(
@@ -101,13 +104,49 @@ def _check_config():
                 )
 
 
+def _check_jit(model, size):
+    """A JiT trains on pixels: its patch grid must tile the images, and its runs need a `mode: jit` sampler."""
+    resolution, patch = config["data"]["resolution"], size["patch_size"]
+    if resolution % patch:
+        raise ConfigError(f"models: {model} needs data.resolution divisible by its patch size {patch}, "
+                          f"got {resolution}")
+    name = config["sample"].get("jit_sampler")
+    if name is None:
+        raise ConfigError(f"sample.jit_sampler: {model} is a JiT; name the `samplers` entry (mode: jit) that "
+                          "samples and evaluates its runs")
+    if name not in config["samplers"] or config["samplers"][name]["mode"] != "jit":
+        raise ConfigError(f"sample.jit_sampler: {name!r} must be an entry of `samplers` with mode: jit "
+                          f"(known: {', '.join(config['samplers'])})")
+
+
+def _check_samplers():
+    """SiT runs sample with sample.sampler (an SDE/ODE), JiT runs with sample.jit_sampler (mode: jit)."""
+    if any(model_family(m) == "sit" for m in config["models"]):
+        if config["samplers"][config["sample"]["sampler"]]["mode"] == "jit":
+            raise ConfigError(f"sample.sampler: {config['sample']['sampler']!r} has mode: jit, which samples JiT "
+                              "runs only; name an sde or ode entry for the SiT models")
+
+
 _check_config()
+_check_samplers()
 
 
 MODELS = [model_slug(m) for m in config["models"]]
+FAMILY = {model_slug(m): model_family(m) for m in config["models"]}  # slug -> "sit" | "jit"
+SIT_MODELS = [m for m in MODELS if FAMILY[m] == "sit"]  # the models that need the VAE / latent stages
 ENCODERS = list(config["encoders"])
 METHODS = list(config["run_methods"])
 SAMPLER = config["sample"]["sampler"]
+JIT_SAMPLER = config["sample"].get("jit_sampler")
+
+
+def sampler_of(model):
+    """The sampler a model's runs are sampled and evaluated with (JiT: sample.jit_sampler)."""
+    return JIT_SAMPLER if model_family(model) == "jit" else SAMPLER
+
+
+# the sampler of the model whose FIDs are correlated (report.model, else the first of `models`)
+REPORT_SAMPLER = sampler_of(model_slug(config["report"].get("model") or config["models"][0]))
 STEPS = [f"{s:07d}" for s in sorted(config["train"]["checkpoint_steps"])]
 MASK_SOURCE = config["data"].get("mask_source")
 SPATIAL_SPLIT = "masked" if MASK_SOURCE else "heldout"  # the image set of the spatial metrics
@@ -153,6 +192,11 @@ def run_dirs():
     return [f"{m}/{e}/{k}" for m in MODELS for e in ENCODERS for k in METHODS]
 
 
+def run_curves():
+    """results/eval/{run}/{sampler}.csv of every run, each with its model's sampler."""
+    return [f"results/eval/{run}/{sampler_of(run.split('/')[0])}.csv" for run in run_dirs()]
+
+
 def final_targets():
     return ["results/report/report.html", "results/report/report.pdf"]
 
@@ -189,6 +233,26 @@ def weights_dir_of(wildcards, input):
 # --- used by train.smk ---------------------------------------------------------------------------
 
 
+def latent_inputs(wildcards):
+    """The latent store and its statistics of a SiT run; none for a JiT (it trains on the images)."""
+    if FAMILY[wildcards.model] == "jit":
+        return {}
+    return {"latents": ancient("results/latents/train"), "stats": "results/latents/stats.json"}
+
+
+def latent_args(wildcards, input):
+    return f"--latents {input.latents} --latent-stats {input.stats}" if "latents" in input.keys() else ""
+
+
+def train_stage_params(wildcards, method=None):
+    """The train section (with `train.jit` for JiT runs only, so SiT runs' params stay as they were)."""
+    train = dict(config["train"])
+    if FAMILY[wildcards.model] != "jit":
+        train.pop("jit", None)
+    extra = {"method": config["methods"][method]} if method else {}
+    return json.dumps({"train": train, "seed": config["seed"], **extra}, sort_keys=True)
+
+
 def accelerate_launcher(resources, *flags):
     """`-m` for one process; accelerate launch with one process per requested GPU otherwise."""
     if resources.gpu > 1:
@@ -212,6 +276,20 @@ def train_threads():
 def sample_stage_params(wildcards):
     sampler = dict(config["samplers"][wildcards.sampler], name=wildcards.sampler)
     return stage_params("sample", sampler=sampler)
+
+
+def sample_decoder_inputs(wildcards):
+    """The latent stats and autoencoder a SiT checkpoint decodes with; none for a JiT (it samples pixels)."""
+    if FAMILY[wildcards.model] == "jit":
+        return {}
+    return {"latent_stats": "results/latents/stats.json", "autoencoder": autoencoder_path()}
+
+
+def sample_decoder_args(wildcards, input):
+    if "autoencoder" not in input.keys():
+        return ""
+    return (f"--latent-stats {input.latent_stats} --autoencoder-kind {config['vae']['kind']} "
+            f"--autoencoder {input.autoencoder}")
 
 
 def sample_launcher(wildcards, resources):
@@ -254,17 +332,15 @@ def evaluate_threads():
 
 
 def eval_jsons():
-    return expand(
-        "results/eval/{run}/{step}/{sampler}.json", run=run_dirs(), step=STEPS, sampler=SAMPLER
-    )
+    return [f"results/eval/{run}/{step}/{sampler_of(run.split('/')[0])}.json" for run in run_dirs() for step in STEPS]
 
 
 def untrained_eval_jsons():
     """The learning baseline of every model (report.untrained_baseline; none for imported checkpoints)."""
     if not config["report"]["untrained_baseline"] or PUBLISHED_ON:
         return []
-    return expand(f"results/eval/{{model}}/{UNTRAINED_ENCODER}/{UNTRAINED_METHOD}/{UNTRAINED_STEP}/{SAMPLER}.json",
-                  model=MODELS)
+    return [f"results/eval/{model}/{UNTRAINED_ENCODER}/{UNTRAINED_METHOD}/{UNTRAINED_STEP}/{sampler_of(model)}.json"
+            for model in MODELS]
 
 
 def report_params():
@@ -273,7 +349,7 @@ def report_params():
     return stage_params(
         "report", "name", "run_methods", "models", "encoders", "sample", "evaluate",
         methods={name: config["methods"][name] for name in METHODS},
-        samplers={SAMPLER: config["samplers"][SAMPLER]},
+        samplers={name: config["samplers"][name] for name in sorted({sampler_of(m) for m in MODELS})},
     )
 
 
@@ -304,7 +380,8 @@ def report_benchmark_jobs():
             add("train", run, run.split("/")[1])
         for split in ("train", "heldout"):
             add("prepare_images", split)
-        add("cache_latents", "train")
+        if SIT_MODELS:  # a JiT-only study has no latents
+            add("cache_latents", "train")
     return jobs
 
 

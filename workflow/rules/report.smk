@@ -13,7 +13,7 @@ rule correlate:
     log:
         "results/logs/correlate/correlate.log",
     params:
-        p=stage_params("report", "name", "run_methods", "models", "encoders", sampler=SAMPLER),
+        p=stage_params("report", "name", "run_methods", "models", "encoders", sampler=REPORT_SAMPLER),
     conda:
         "../../envs/repabench.yaml"
     shell:
@@ -26,7 +26,7 @@ rule report:
     input:
         table="results/correlate/table.csv",
         stats="results/correlate/correlation.json",
-        curves=expand("results/eval/{run}/{sampler}.csv", run=run_dirs(), sampler=SAMPLER),
+        curves=run_curves(),
         evals=eval_jsons(),
         train_logs=expand("results/train/{run}/log.json", run=run_dirs()),
         benchmarks=list(report_benchmark_jobs()),

@@ -1,13 +1,13 @@
-# Generation: per (run, checkpoint step, sampler setting), sharded and resumable.
+# Generation: per (run, checkpoint step, sampler setting), sharded and resumable. A SiT checkpoint's latents are
+# decoded by the autoencoder; a JiT's samples are pixels already (no VAE input).
 # The manifest is the declared output; shards/ beside it is not (Snakemake would delete it on failure), so a
 # killed or timed-out job resumes from its complete shards when it is retried.
 
 
 rule sample:
     input:
+        unpack(sample_decoder_inputs),
         checkpoint="results/train/{model}/{encoder}/{method}/checkpoints/{step}.pt",
-        latent_stats="results/latents/stats.json",
-        autoencoder=autoencoder_path(),
     output:
         manifest="results/samples/{model}/{encoder}/{method}/{step}/{sampler}/manifest.json",
     log:
@@ -18,7 +18,7 @@ rule sample:
         p=sample_stage_params,
         launcher=sample_launcher,
         out_dir=subpath(output.manifest, parent=True),
-        autoencoder_kind=config["vae"]["kind"],
+        decoder_args=sample_decoder_args,
         device=DEVICE,
     threads: 8 if USE_GPU else 1
     resources:
@@ -28,8 +28,7 @@ rule sample:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "python {params.launcher} repabench sample --checkpoint {input.checkpoint:q} --latent-stats {input.latent_stats:q}"
-        " --autoencoder-kind {params.autoencoder_kind} --autoencoder {input.autoencoder:q}"
+        "python {params.launcher} repabench sample --checkpoint {input.checkpoint:q} {params.decoder_args}"
         " --out-dir {params.out_dir:q} --params {params.p:q} --device {params.device} --threads {threads}"
         " > {log} 2>&1"
 

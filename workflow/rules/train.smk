@@ -1,4 +1,6 @@
-# SiT training with REPA / iREPA: one job per (model, encoder, method). Wiring only; logic in repabench.train.
+# Generator training with REPA / iREPA: one job per (model, encoder, method). Wiring only; logic in repabench.train.
+# A SiT trains on the cached latents; a JiT (the model name says which) on the images only, so a JiT-only config
+# schedules no VAE or latent stage.
 #
 # Declared outputs are the EMA checkpoints and the run log. The resumable state lives in
 # results/state/train/<params-hash>/ (not an output, so a failed or timed-out job keeps it): the trainer resumes
@@ -15,9 +17,8 @@ rule train:
         encoder=ENCODER_PATTERN,
         method=METHOD_PATTERN,
     input:
+        unpack(latent_inputs),
         images="results/data/train",
-        latents=ancient("results/latents/train"),
-        stats="results/latents/stats.json",
         weights=encoder_weights,
     output:
         checkpoints=expand("results/train/{{model}}/{{encoder}}/{{method}}/checkpoints/{step}.pt", step=STEPS),
@@ -27,7 +28,8 @@ rule train:
     benchmark:
         "results/benchmarks/train/{model}/{encoder}/{method}.tsv"
     params:
-        p=lambda wc: stage_params("train", "seed", method=config["methods"][wc.method]),
+        p=lambda wc: train_stage_params(wc, wc.method),
+        latent_args=latent_args,
         model=lambda wc: model_name(wc.model),
         out_dir=lambda wc: f"results/train/{wc.model}/{wc.encoder}/{wc.method}",
         weights_dir=WEIGHTS_DIR,
@@ -41,8 +43,8 @@ rule train:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "python {params.launcher} repabench train --images {input.images} --latents {input.latents} "
-        "--latent-stats {input.stats} --encoder {wildcards.encoder} --weights-dir {params.weights_dir} "
+        "python {params.launcher} repabench train --images {input.images} {params.latent_args} "
+        "--encoder {wildcards.encoder} --weights-dir {params.weights_dir} "
         "--model {params.model:q} --method-name {wildcards.method} --params {params.p:q} "
         "--out-dir {params.out_dir} --state-root results/state/train --job-runtime-min {resources.runtime} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
@@ -51,15 +53,15 @@ rule train:
 # The generator at initialisation (the seed every run starts from): the baseline that shows what training bought.
 rule untrained:
     input:
+        unpack(latent_inputs),
         images="results/data/train",
-        latents=ancient("results/latents/train"),
-        stats="results/latents/stats.json",
     output:
         f"results/train/{{model}}/{UNTRAINED_ENCODER}/{UNTRAINED_METHOD}/checkpoints/{UNTRAINED_STEP}.pt",
     log:
         "results/logs/untrained/{model}.log",
     params:
-        p=stage_params("train", "seed"),
+        p=train_stage_params,
+        latent_args=latent_args,
         model=lambda wc: model_name(wc.model),
     resources:
         mem_mb=4000,
@@ -67,5 +69,5 @@ rule untrained:
     conda:
         "../../envs/repabench.yaml"
     shell:
-        "python -m repabench untrained --images {input.images} --latents {input.latents} "
-        "--latent-stats {input.stats} --model {params.model:q} --params {params.p:q} --out {output:q} > {log} 2>&1"
+        "python -m repabench untrained --images {input.images} {params.latent_args} "
+        "--model {params.model:q} --params {params.p:q} --out {output:q} > {log} 2>&1"
