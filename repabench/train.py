@@ -3,7 +3,7 @@
 One run = (model, encoder(s), method). A step: a fresh posterior sample x0 = (mean + std*eps - bias) * scale,
 t ~ U(0,1), x_t = (1-t) x0 + t eps', loss = MSE(v_pred, eps' - x0) + coeff * mean_enc(-cos(proj(h), target)),
 where the targets are the encoder's patch tokens of the same raw image (spatially normalised for iREPA).
-AdamW, constant lr, clip 1.0, EMA over every parameter, on `accelerate` (one process per GPU).
+AdamW, constant lr (after an optional linear warm-up), clip 1.0, EMA over every parameter, on `accelerate` (one process per GPU).
 
 A JiT run (`JiT-*` model names, repabench.jit) trains on the image store instead (pixels in [-1, 1], no latents):
 each image flipped with p = 0.5 (train.jit.hflip), then `jit_loss` (x-prediction, velocity MSE, train.jit) plus the
@@ -48,7 +48,7 @@ from repabench.targets import AlignmentTargets, build_target_encoder, training_p
 from repabench.sizes import JIT_CONFIGS, model_config, model_family, model_name
 from repabench.train_data import LatentStats, StepBatches, check_images, check_inputs, checksums, data_identity
 from repabench.train_support import (TIME_BUDGET_ENV, StopSignal, ema_update, link_or_copy, peak_memory_mb, rng_state,
-                                     set_rng_state, time_budget_seconds)
+                                     set_rng_state, time_budget_seconds, warmup_lr)
 
 log = logging.getLogger("repabench.train")
 
@@ -104,6 +104,7 @@ class TrainConfig:
     weighting: str = "uniform"  # absent in the schema = upstream's uniform training times
     path: str = "linear"  # absent in the schema = upstream's path_type linear (used); or cosine
     qk_norm: bool = False  # absent in the schema = off, as in every upstream config
+    warmup_steps: int = 0  # linear lr warm-up from 0 over this many steps (upstream JiT: 5 epochs); 0 = constant lr
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -115,12 +116,15 @@ class TrainConfig:
         late = [s for s in self.checkpoint_steps if s > self.steps]
         if late:
             raise ValueError(f"train.checkpoint_steps {late} exceed train.steps {self.steps}; lower them or raise steps")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps {self.warmup_steps} must be >= 0 (0 = no warm-up)")
         if min(self.steps, self.state_every, self.global_batch, self.log_every) < 1:
             raise ValueError("train.steps, state_every, global_batch and log_every must be >= 1")
 
     def trajectory(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS + ("jit",)}
-        for key, default in (("weighting", "uniform"), ("qk_norm", False), ("path", "linear")):
+        for key, default in (("weighting", "uniform"), ("qk_norm", False), ("path", "linear"),
+                             ("warmup_steps", 0)):
             if out[key] == default:  # defaults leave the hashes of runs from before these options as they were
                 del out[key]
         return out
@@ -446,6 +450,8 @@ class Trainer:
         self.accelerator.backward(loss)
         clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = warmup_lr(cfg.lr, self.step, cfg.warmup_steps)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         ema_update(self.ema, self.net, cfg.ema_decay)

@@ -19,6 +19,12 @@ TIME_BUDGET_ENV = "REPABENCH_TIME_BUDGET_MIN"
 SLURM_MARGIN_S = 120.0
 
 
+def warmup_lr(lr: float, completed_steps: int, warmup_steps: int) -> float:
+    """The lr of the update after `completed_steps`: linear from 0 over `warmup_steps` (upstream JiT's per-iteration
+    warm-up, whose first update has lr 0), then constant; warmup_steps 0 = constant from the start."""
+    return lr if completed_steps >= warmup_steps else lr * completed_steps / warmup_steps
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model, over every parameter (fp32 EMA)."""

@@ -163,3 +163,23 @@ def test_bad_inputs_fail_early_with_a_clear_message(data, tmp_path):
 def test_stand_in_matches_encoder_interface():
     enc = StandInEncoder()
     assert enc(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), 4).shape == (2, 16, enc.embed_dim)
+
+
+def test_warmup_lr_is_linear_from_zero_then_constant():
+    assert [train.warmup_lr(1e-3, s, 4) for s in range(6)] == [0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3]
+    assert train.warmup_lr(1e-3, 0, 0) == 1e-3  # 0 = no warm-up: the first update already has the full lr
+
+
+@pytest.mark.parametrize("warmup", [0, 4])
+def test_the_first_warmup_update_leaves_the_weights_as_initialised(data, tmp_path, warmup):
+    """JiT's per-iteration warm-up starts at lr 0: with no weight decay the first update changes nothing (the EMA at
+    decay 0 is the model), while without warm-up it does; warm-up 0 leaves the run's hash as before the option."""
+    settings = {"steps": 1, "checkpoint_steps": [1], "state_every": 1, "ema_decay": 0.0, "weight_decay": 0.0}
+    argv = train_argv(data, tmp_path / "out", tmp_path / "state", train={**settings, "warmup_steps": warmup})
+    initial = train.Trainer(train.parse_run(argv)).net.state_dict()
+    assert train.train_main(argv) == 0
+    ema = torch.load(tmp_path / "out" / "checkpoints" / "0000001.pt", weights_only=True)["ema"]
+    unchanged = all(torch.equal(ema[k], initial[k]) for k in ema)
+    assert unchanged == (warmup > 0)
+    trajectory = train.parse_run(argv).train.trajectory()
+    assert ("warmup_steps" in trajectory) == (warmup > 0)
