@@ -47,8 +47,9 @@ class MeanFlowSiT(SiT):
 def build_meanflow_sit(name: str, input_size: int, in_channels: int = 4, num_classes: int = 1000,
                        projectors: list[ProjectorConfig] | None = None, encoder_depth: int = 8,
                        fused_attn: bool = False, qk_norm: bool = False) -> MeanFlowSiT:
-    """A MeanFlow SiT of a repabench SiT size. Fused attention is off by default: PyTorch's fused CPU/flash SDPA
-    kernels have no forward-mode AD, which the JVP target needs."""
+    """A MeanFlow SiT of a repabench SiT size (`MF-B/2` or `SiT-B/2`). Fused attention is off by default:
+    PyTorch's fused CPU/flash SDPA kernels have no forward-mode AD, which the JVP target needs."""
+    name = name.replace("MF-", "SiT-", 1) if name.startswith("MF-") else name
     if name not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_CONFIGS)}")
     cfg = {k: v for k, v in MODEL_CONFIGS[name].items() if k != "upstream"}

@@ -26,7 +26,7 @@ from repabench.atomic import atomic_path, read_json, write_json
 from repabench.sections import config_section
 from repabench.stage import parse_stage, resolve_device, stage_parser
 from repabench.provenance import params_hash, provenance, sha256_file
-from repabench.samplers import PRECISIONS, SamplerSettings, Velocity, run_sampler
+from repabench.samplers import PRECISIONS, SamplerSettings, Velocity, family_mode_mismatch, run_sampler
 
 log = logging.getLogger("repabench.sample")
 
@@ -202,7 +202,7 @@ class SamplingPlan:
         return params_hash({"generation": fields, "weights": dict(weights_identity)}, length=32)
 
 
-@config_section("sample", workflow_keys=("gpus", "jit_sampler"))
+@config_section("sample", workflow_keys=("gpus", "jit_sampler", "mf_sampler"))
 class SampleConfig:
     """The `sample` section; `sampler` names the `samplers` entry the workflow evaluates (the rule passes it;
     `jit_sampler`, the one of JiT runs, likewise)."""
@@ -452,7 +452,8 @@ def generate(checkpoint: str | Path, latent_stats: str | Path | None, autoencode
     settings = replace(settings, path=meta.get("path", "linear"))
     latent_shape = _latent_shape(model, meta)
     num_classes = _num_classes(model, meta)
-    jit = (meta.get("model") or {}).get("family") == "jit"
+    family = (meta.get("model") or {}).get("family", "sit")
+    jit = family == "jit"
     if jit:  # pixels in [-1, 1]: the identity "decoder", no latent normalisation
         bias = torch.zeros(latent_shape[0], dtype=torch.float64)
         scale = torch.ones(latent_shape[0], dtype=torch.float64)
@@ -462,8 +463,9 @@ def generate(checkpoint: str | Path, latent_stats: str | Path | None, autoencode
         except ValueError as exc:
             raise SystemExit(f"sample: {checkpoint}: {exc}") from None
     else:
-        if settings.mode == "jit":
-            raise SystemExit(f"sample: {checkpoint} is a SiT checkpoint; `mode: jit` samplers are for JiT runs")
+        mismatch = family_mode_mismatch(family, settings.mode)
+        if mismatch:
+            raise SystemExit(f"sample: {checkpoint} is {mismatch}")
         if latent_stats is None or autoencoder_path is None or autoencoder_kind is None:
             raise SystemExit("sample: a SiT checkpoint needs --latent-stats, --autoencoder-kind and --autoencoder")
         bias, scale = load_latent_stats(latent_stats, channels=latent_shape[0])
@@ -495,6 +497,15 @@ def generate(checkpoint: str | Path, latent_stats: str | Path | None, autoencode
                         if generation.precision == "bf16" else contextlib.nullcontext())
             with autocast:
                 return jit_sample(velocity, x1, y, jit_settings, num_classes).float()
+    elif family == "meanflow":
+        from repabench.meanflow import meanflow_sample
+
+        def integrate(x1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            autocast = (torch.autocast(device_type=x1.device.type, dtype=torch.bfloat16)
+                        if generation.precision == "bf16" else contextlib.nullcontext())
+            with autocast:
+                return meanflow_sample(velocity, x1.float(), y, int(settings.steps), float(settings.cfg_scale),
+                                       num_classes).double()
     out_dir = Path(out_dir)
     manifest = out_dir / "manifest.json"
     if rank == 0 and manifest.exists():

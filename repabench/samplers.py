@@ -34,11 +34,12 @@ class SamplerSettings:
     path: str = "linear"  # the generator's training path (from its checkpoint), not a sampler option
 
     def __post_init__(self) -> None:
-        if self.mode not in ("sde", "ode", "jit"):
-            raise ValueError(f"sampler mode {self.mode!r} is not one of sde, ode, jit")
-        if int(self.steps) != self.steps or self.steps < 2:
-            raise ValueError(f"sampler steps must be an integer >= 2, got {self.steps}")
-        if self.heun and self.mode == "sde":
+        if self.mode not in ("sde", "ode", "jit", "meanflow"):
+            raise ValueError(f"sampler mode {self.mode!r} is not one of sde, ode, jit, meanflow")
+        fewest = 1 if self.mode == "meanflow" else 2
+        if int(self.steps) != self.steps or self.steps < fewest:
+            raise ValueError(f"sampler steps must be an integer >= {fewest} for mode {self.mode}, got {self.steps}")
+        if self.heun and self.mode in ("sde", "meanflow"):
             raise ValueError("heun applies to mode=ode or jit only; drop 'heun' or use mode: ode")
         if self.cfg_scale < 1.0:
             raise ValueError(f"cfg_scale must be >= 1 (1 = no guidance), got {self.cfg_scale}")
@@ -74,6 +75,20 @@ class SamplerSettings:
         if self.mode in ("ode", "jit") and self.heun:
             return 2 * self.steps - 1
         return self.steps
+
+
+# the sampler modes each generator family samples with
+FAMILY_MODES = {"sit": ("sde", "ode"), "jit": ("jit",), "meanflow": ("meanflow",)}
+_FAMILY_NAMES = {"sit": "SiT", "jit": "JiT", "meanflow": "MeanFlow"}
+
+
+def family_mode_mismatch(family: str, mode: str) -> str | None:
+    """Why a checkpoint of `family` cannot sample with a `mode` sampler (None: it can)."""
+    if mode in FAMILY_MODES[family]:
+        return None
+    owner = next(f for f, modes in FAMILY_MODES.items() if mode in modes)
+    return (f"a {_FAMILY_NAMES[family]} checkpoint; `mode: {mode}` samplers are for {_FAMILY_NAMES[owner]} runs "
+            f"(use mode: {' or '.join(FAMILY_MODES[family])})")
 
 
 class _Evaluator:
@@ -173,6 +188,9 @@ def run_sampler(velocity: Velocity, x1: torch.Tensor, y: torch.Tensor, settings:
     """Integrate from the noise `x1` to a float64 latent at t = 0."""
     if settings.mode == "jit":
         raise ValueError("mode: jit samples JiT checkpoints (repabench.jit.jit_sample), not SiT velocities")
+    if settings.mode == "meanflow":
+        raise ValueError("mode: meanflow samples MeanFlow checkpoints (repabench.meanflow.meanflow_sample), "
+                         "not SiT velocities")
     if settings.mode == "sde":
         if noise is None:
             raise ValueError("the SDE sampler needs a noise source")

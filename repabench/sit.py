@@ -315,8 +315,8 @@ def generator_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def load_generator(ckpt_path: str | Path, device: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the EMA generator of a training checkpoint in eval mode (SiT, or JiT where `model.family` says
-    so); returns (model, metadata without weights)."""
+    """Rebuild the EMA generator of a training checkpoint in eval mode (SiT, or JiT / MeanFlow where
+    `model.family` says so); returns (model, metadata without weights)."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; run the train rule that writes it")
@@ -329,6 +329,10 @@ def load_generator(ckpt_path: str | Path, device: Any = "cpu") -> tuple[nn.Modul
         from repabench.jit import build_jit
 
         model = build_jit(spec["name"], **spec["kwargs"])
+    elif spec.get("family") == "meanflow":
+        from repabench.meanflow import build_meanflow_sit
+
+        model = build_meanflow_sit(spec["name"], **spec["kwargs"])
     else:
         model = build_sit(spec["name"], **spec["kwargs"])
     model.load_state_dict(ckpt["ema"], strict=True)

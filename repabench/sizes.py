@@ -1,7 +1,8 @@
-"""Generator sizes (SiT, JiT) and their path-safe names (no torch import: the workflow reads these while parsing).
+"""Generator sizes (SiT, JiT, MeanFlow) and their path-safe names (no torch import: the workflow reads these while parsing).
 
 The model name selects the generator family: `SiT-*` is flow matching on latents (repabench.sit), `JiT-*` is
-pixel-space x-prediction (repabench.jit); `model_family` says which."""
+pixel-space x-prediction (repabench.jit), `MF-*` is MeanFlow's average velocity on latents (repabench.meanflow);
+`model_family` says which."""
 
 from __future__ import annotations
 
@@ -35,8 +36,13 @@ for _patch in (8, 16):  # tiny CPU sizes; at the demo's 128 px, JiT-T/16 has the
     JIT_CONFIGS[f"JiT-T/{_patch}"] = dict(depth=4, hidden_size=64, num_heads=2, bottleneck_dim=16, in_context_len=4,
                                           in_context_start=2, patch_size=_patch, upstream=False)
 
-FAMILIES = {"sit": MODEL_CONFIGS, "jit": JIT_CONFIGS}
-_PREFIX = {"sit": "SiT", "jit": "JiT"}
+# MeanFlow (repabench.meanflow) trains the SiT sizes with a second time input: MF-B/2 is SiT-B/2's size
+MEANFLOW_CONFIGS: dict[str, dict[str, Any]] = {name.replace("SiT-", "MF-"): cfg for name, cfg in MODEL_CONFIGS.items()}
+
+FAMILIES = {"sit": MODEL_CONFIGS, "jit": JIT_CONFIGS, "meanflow": MEANFLOW_CONFIGS}
+_PREFIX = {"sit": "SiT", "jit": "JiT", "mf": "MF"}
+# families on SD-VAE latents (latent stages, VAE decode); the others train on pixels
+LATENT_FAMILIES = ("sit", "meanflow")
 _ALL = {name: cfg for table in FAMILIES.values() for name, cfg in table.items()}
 _SLUGS = {name.lower().replace("/", "-") for name in _ALL}
 
@@ -51,7 +57,7 @@ def model_slug(name: str) -> str:
 
 def model_name(slug: str) -> str:
     """'sit-b-2' -> 'SiT-B/2', 'jit-b-16' -> 'JiT-B/16' (inverse of model_slug)."""
-    match = re.fullmatch(r"(sit|jit)-([a-z]+)-(\d+)", slug)
+    match = re.fullmatch(r"(sit|jit|mf)-([a-z]+)-(\d+)", slug)
     name = f"{_PREFIX[match.group(1)]}-{match.group(2).upper()}/{match.group(3)}" if match else None
     if name not in _ALL:
         raise ValueError(f"{slug!r} is not a model slug; known: {', '.join(map(model_slug, _ALL))}")
@@ -59,7 +65,7 @@ def model_name(slug: str) -> str:
 
 
 def model_family(name: str) -> str:
-    """'sit' or 'jit' for a model name or slug."""
+    """'sit', 'jit' or 'meanflow' for a model name or slug."""
     name = name if name in _ALL else model_name(model_slug(name))
     return next(family for family, table in FAMILIES.items() if name in table)
 

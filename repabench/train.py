@@ -10,6 +10,10 @@ each image flipped with p = 0.5 (train.jit.hflip), then `jit_loss` (x-prediction
 same alignment loss through the same projectors and encoder targets (computed on the flipped images). Its
 checkpoints record `model.family: jit` and the objective, from which the sample stage rebuilds it.
 
+A MeanFlow run (`MF-*` model names, repabench.meanflow) trains on the same latents as SiT with `meanflow_loss`
+(average velocity u(z, r, t), JVP target; train.meanflow) plus the same alignment loss; fused attention is off
+(no forward-mode AD). Its checkpoints record `model.family: meanflow` and the objective.
+
 Resumable state lives in `<state-root>/<params-hash>/` (outside the declared outputs, which Snakemake deletes
 when a job fails): `state.pt` (model, EMA, optimizer, grad scaler, RNG of every rank, data position, step, log
 history), `params.json`, and `checkpoints/<step>.pt` (EMA generators, hard-linked or copied into the run's
@@ -45,7 +49,7 @@ from repabench.provenance import params_hash, provenance
 from repabench.sit import MODEL_CONFIGS, build_sit, generator_kwargs, generator_state_dict, model_slug
 from repabench.store import StoreError
 from repabench.targets import AlignmentTargets, build_target_encoder, training_precision
-from repabench.sizes import JIT_CONFIGS, model_config, model_family, model_name
+from repabench.sizes import JIT_CONFIGS, LATENT_FAMILIES, MEANFLOW_CONFIGS, model_config, model_family, model_name
 from repabench.train_data import LatentStats, StepBatches, check_images, check_inputs, checksums, data_identity
 from repabench.train_support import (TIME_BUDGET_ENV, StopSignal, ema_update, link_or_copy, peak_memory_mb, rng_state,
                                      set_rng_state, time_budget_seconds, warmup_lr)
@@ -77,7 +81,34 @@ class JiTTrainConfig:
         return JiTObjective(**{k: v for k, v in dataclasses.asdict(self).items() if k != "hflip"})
 
 
-@config_section("train", workflow_keys=("gpus", "time_budget_min"), nested={"jit": JiTTrainConfig})
+@config_section("train.meanflow")
+class MeanFlowTrainConfig:
+    """`train.meanflow`: the MeanFlow objective (repabench.meanflow.MeanFlowObjective, key for key); MF-* runs only."""
+
+    time_sampler: str
+    p_mean: float
+    p_std: float
+    ratio_r_not_t: float
+    adaptive_p: float
+    adaptive_eps: float
+    label_drop_prob: float
+    omega: float
+    kappa: float
+    guidance_t_min: float
+    guidance_t_max: float
+
+    def objective(self) -> Any:
+        from repabench.meanflow import MeanFlowObjective
+
+        return MeanFlowObjective(**dataclasses.asdict(self))
+
+
+# the `train` key holding each family's objective (a SiT's is the train section itself)
+OBJECTIVE_KEYS = {"jit": "jit", "meanflow": "meanflow"}
+
+
+@config_section("train", workflow_keys=("gpus", "time_budget_min"),
+                nested={"jit": JiTTrainConfig, "meanflow": MeanFlowTrainConfig})
 class TrainConfig:
 
     """The `train` section (defaults: the schema's). GPU count and time budget are the workflow's: the rule
@@ -101,6 +132,7 @@ class TrainConfig:
     num_workers: int
     log_every: int
     jit: JiTTrainConfig  # the JiT objective; not part of a SiT run's trajectory
+    meanflow: MeanFlowTrainConfig  # the MeanFlow objective; likewise
     weighting: str = "uniform"  # absent in the schema = upstream's uniform training times
     path: str = "linear"  # absent in the schema = upstream's path_type linear (used); or cosine
     qk_norm: bool = False  # absent in the schema = off, as in every upstream config
@@ -122,7 +154,7 @@ class TrainConfig:
             raise ValueError("train.steps, state_every, global_batch and log_every must be >= 1")
 
     def trajectory(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS + ("jit",)}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS + tuple(OBJECTIVE_KEYS.values())}
         for key, default in (("weighting", "uniform"), ("qk_norm", False), ("path", "linear"),
                              ("warmup_steps", 0)):
             if out[key] == default:  # defaults leave the hashes of runs from before these options as they were
@@ -168,8 +200,9 @@ class TrainingRun:
         method = {k: v for k, v in self.method.as_dict().items() if k != "label"}
         params = {"model": self.model, "encoders": list(self.encoders), "method": method,
                   "train": self.train.trajectory(), "seed": self.seed, "data": self.data_identity}
-        if self.family == "jit":  # the objective of the run, as a dict (SiT runs' hashes stay as they were)
-            params["jit"] = dataclasses.asdict(self.train.jit)
+        key = OBJECTIVE_KEYS.get(self.family)
+        if key:  # the objective of the run, as a dict (SiT runs' hashes stay as they were)
+            params[key] = dataclasses.asdict(getattr(self.train, key))
         return json.loads(json.dumps(params))  # as it reads back from params.json (tuples become lists)
 
 
@@ -242,6 +275,13 @@ class Trainer:
             self.objective = cfg.jit.objective()
             self.net = build_jit(spec.model, self.latent_size, num_classes=self.num_classes, projectors=projectors,
                                  encoder_depth=spec.method.encoder_depth).to(self.device)
+        elif self.family == "meanflow":
+            from repabench.meanflow import build_meanflow_sit
+
+            self.objective = cfg.meanflow.objective()
+            self.net = build_meanflow_sit(spec.model, self.latent_size, in_channels=channels,
+                                          num_classes=self.num_classes, projectors=projectors,
+                                          encoder_depth=spec.method.encoder_depth, qk_norm=cfg.qk_norm).to(self.device)
         else:
             self.net = build_sit(spec.model, self.latent_size, in_channels=channels, num_classes=self.num_classes,
                                  projectors=projectors, encoder_depth=spec.method.encoder_depth,
@@ -253,7 +293,7 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(self.net, self.optimizer)
         if cfg.compile and self.device.type == "cuda":
             self.model = torch.compile(self.model)
-        self.data = StepBatches(spec.images, spec.latents if self.family == "sit" else None, spec.seed,
+        self.data = StepBatches(spec.images, spec.latents if self.family in LATENT_FAMILIES else None, spec.seed,
                                 cfg.global_batch, self.rank, self.world,
                                 need_images=aligned and not cfg.cache_targets)
         if self.stats is not None:
@@ -368,8 +408,8 @@ class Trainer:
                 # the sampler's score follows the training path; absent = linear (checkpoints from before the option)
                 **({"path": spec.train.path} if spec.train.path != "linear" else {}),
                 **({"latent_stats": self.stats.as_dict()} if self.stats is not None else {}),
-                # JiT: the objective's t_eps and noise_scale, which its sampler needs
-                **({"objective": dataclasses.asdict(self.objective)} if self.family == "jit" else {}),
+                # JiT: the objective's t_eps and noise_scale, which its sampler needs; MeanFlow: its provenance
+                **({"objective": dataclasses.asdict(self.objective)} if self.family in OBJECTIVE_KEYS else {}),
                 # no timestamp: identical runs write identical checkpoints (and record identical input hashes)
                 "provenance": {k: v for k, v in self.provenance().items() if k != "created"}}
         with atomic_path(self.checkpoint_path(self.step)) as tmp:
@@ -381,6 +421,10 @@ class Trainer:
         if self.family == "jit":
             return {"family": "jit", "name": self.spec.model,
                     "kwargs": {"input_size": self.latent_size, "num_classes": self.num_classes}}
+        if self.family == "meanflow":  # build_meanflow_sit's arguments: its label dropout is the objective's
+            kwargs = generator_kwargs(self.net, self.spec.train.class_dropout)
+            del kwargs["class_dropout_prob"]
+            return {"family": "meanflow", "name": self.spec.model, "kwargs": kwargs}
         return {"name": self.spec.model, "kwargs": generator_kwargs(self.net, self.spec.train.class_dropout)}
 
     def publish_checkpoints(self) -> None:
@@ -408,10 +452,9 @@ class Trainer:
         if self.family == "jit":
             return self.jit_step(batch)
         spec, cfg = self.spec, self.spec.train
-        moments = batch["moments"].to(self.device, non_blocking=True)
-        labels = batch["label"].to(self.device, non_blocking=True)
-        mean, std = moments.chunk(2, dim=1)
-        x0 = (mean + std * torch.randn_like(mean) - self.bias) * self.scale
+        x0, labels = self._latent_batch(batch)
+        if self.family == "meanflow":
+            return self.meanflow_step(batch, x0, labels)
         t = sample_time(x0.shape[0], device=self.device, weighting=cfg.weighting, path=cfg.path)
         x_t, v_target = interpolant(x0, torch.randn_like(x0), t, cfg.path)
         targets = self.targets(batch) if self.targets is not None else None
@@ -423,6 +466,26 @@ class Trainer:
         loss_align = alignment_loss(zs, targets) if targets is not None else torch.zeros((), device=self.device)
         loss = loss_denoise + spec.method.coeff * loss_align
         return self._update(loss, loss_denoise, loss_align)
+
+    def _latent_batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh posterior sample x0 = (mean + std * eps - bias) * scale of each latent, and the labels."""
+        moments = batch["moments"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        mean, std = moments.chunk(2, dim=1)
+        return (mean + std * torch.randn_like(mean) - self.bias) * self.scale, labels
+
+    def meanflow_step(self, batch: Mapping[str, torch.Tensor], x0: torch.Tensor,
+                      labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """MeanFlow (repabench.meanflow): the adaptively weighted average-velocity loss on the latents, plus the
+        alignment loss on the projected tokens of the same forward."""
+        from repabench.meanflow import meanflow_loss
+
+        targets = self.targets(batch) if self.targets is not None else None
+        self.model.train()
+        with self.accelerator.autocast():
+            loss, parts = meanflow_loss(self.model, x0, labels, self.objective, targets, self.spec.method.coeff)
+        return self._update(loss, torch.tensor(parts["denoise"], device=self.device),
+                            torch.tensor(parts.get("align", 0.0), device=self.device))
 
     def jit_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """JiT (docs/upstream-facts.md §10.2): x-prediction on pixels in [-1, 1], each image flipped with p = 0.5
@@ -596,7 +659,8 @@ def parse_run(argv: list[str]) -> TrainingRun:
                         help="target encoder name(s); several (space or comma separated) average their losses")
     parser.add_argument("--weights-dir", type=Path, default=Path("resources/weights"))
     parser.add_argument("--model", required=True,
-                        help=f"one of {', '.join([*MODEL_CONFIGS, *JIT_CONFIGS])} (or a slug, sit-b-2, jit-b-16)")
+                        help=f"one of {', '.join([*MODEL_CONFIGS, *JIT_CONFIGS, *MEANFLOW_CONFIGS])} (or a slug, sit-b-2, "
+                             "jit-b-16, mf-b-2)")
     parser.add_argument("--method-name", required=True, help="name of the method entry (recorded)")
     parser.add_argument("--out-dir", type=Path, required=True, help="results/train/<model>/<encoder>/<method>")
     parser.add_argument("--state-root", type=Path, default=Path("results/state/train"),
@@ -625,8 +689,8 @@ def model_argument(model: str, latents: Path | None, latent_stats: Path | None) 
         model = model_name(model_slug(model))
     except ValueError as exc:
         raise SystemExit(f"--model: {exc}") from exc
-    if model_family(model) == "sit" and (latents is None or latent_stats is None):
-        raise SystemExit(f"--latents and --latent-stats are required for {model} (a SiT trains on latents)")
+    if model_family(model) in LATENT_FAMILIES and (latents is None or latent_stats is None):
+        raise SystemExit(f"--latents and --latent-stats are required for {model} (it trains on latents)")
     return model
 
 

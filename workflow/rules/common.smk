@@ -8,7 +8,7 @@ import sys
 from snakemake.utils import validate
 
 from repabench.encoders import weight_names
-from repabench.sizes import model_config, model_family, model_name, model_slug
+from repabench.sizes import LATENT_FAMILIES, model_config, model_family, model_name, model_slug
 from repabench.weight_catalog import WEIGHTS
 from repabench.masks import archive_name
 
@@ -96,6 +96,7 @@ def _check_config():
         depth = size["depth"]
         if model_family(model) == "jit":
             _check_jit(model, size)
+        _check_family_sampler(model)
         for name in config["run_methods"]:
             if methods[name].get("encoder_depth", default_depth) > depth:
                 raise ConfigError(
@@ -105,44 +106,59 @@ def _check_config():
 
 
 def _check_jit(model, size):
-    """A JiT trains on pixels: its patch grid must tile the images, and its runs need a `mode: jit` sampler."""
+    """A JiT trains on pixels: its patch grid must tile the images."""
     resolution, patch = config["data"]["resolution"], size["patch_size"]
     if resolution % patch:
         raise ConfigError(f"models: {model} needs data.resolution divisible by its patch size {patch}, "
                           f"got {resolution}")
-    name = config["sample"].get("jit_sampler")
+
+
+# per family: the `sample` key naming its runs' sampler, the sampler modes it samples with, its `train` objective key
+FAMILY_SAMPLING = {
+    "sit": ("sampler", ("sde", "ode"), None),
+    "jit": ("jit_sampler", ("jit",), "jit"),
+    "meanflow": ("mf_sampler", ("meanflow",), "meanflow"),
+}
+
+
+def _check_family_sampler(model):
+    """Each family's runs sample with the `samplers` entry its `sample` key names, of one of its modes."""
+    family = model_family(model)
+    key, modes, _ = FAMILY_SAMPLING[family]
+    name = config["sample"].get(key)
+    kind = {"jit": "a JiT", "meanflow": "a MeanFlow model"}.get(family)
     if name is None:
-        raise ConfigError(f"sample.jit_sampler: {model} is a JiT; name the `samplers` entry (mode: jit) that "
+        raise ConfigError(f"sample.{key}: {model} is {kind}; name the `samplers` entry (mode: {modes[0]}) that "
                           "samples and evaluates its runs")
-    if name not in config["samplers"] or config["samplers"][name]["mode"] != "jit":
-        raise ConfigError(f"sample.jit_sampler: {name!r} must be an entry of `samplers` with mode: jit "
+    if name not in config["samplers"]:
+        raise ConfigError(f"sample.{key}: {name!r} must be an entry of `samplers` with mode: {' or '.join(modes)} "
+                          f"(known: {', '.join(config['samplers'])})")
+    mode = config["samplers"][name]["mode"]
+    if mode not in modes:
+        if family == "sit":
+            raise ConfigError(f"sample.sampler: {name!r} has mode: {mode}, which samples "
+                              f"{'JiT' if mode == 'jit' else 'MeanFlow'} runs only; name an sde or ode entry for "
+                              "the SiT models")
+        raise ConfigError(f"sample.{key}: {name!r} must be an entry of `samplers` with mode: {' or '.join(modes)} "
                           f"(known: {', '.join(config['samplers'])})")
 
 
-def _check_samplers():
-    """SiT runs sample with sample.sampler (an SDE/ODE), JiT runs with sample.jit_sampler (mode: jit)."""
-    if any(model_family(m) == "sit" for m in config["models"]):
-        if config["samplers"][config["sample"]["sampler"]]["mode"] == "jit":
-            raise ConfigError(f"sample.sampler: {config['sample']['sampler']!r} has mode: jit, which samples JiT "
-                              "runs only; name an sde or ode entry for the SiT models")
-
-
 _check_config()
-_check_samplers()
+
 
 
 MODELS = [model_slug(m) for m in config["models"]]
-FAMILY = {model_slug(m): model_family(m) for m in config["models"]}  # slug -> "sit" | "jit"
-SIT_MODELS = [m for m in MODELS if FAMILY[m] == "sit"]  # the models that need the VAE / latent stages
+FAMILY = {model_slug(m): model_family(m) for m in config["models"]}  # slug -> "sit" | "jit" | "meanflow"
+LATENT_MODELS = [m for m in MODELS if FAMILY[m] in LATENT_FAMILIES]  # the models that need the VAE / latent stages
 ENCODERS = list(config["encoders"])
 METHODS = list(config["run_methods"])
 SAMPLER = config["sample"]["sampler"]
-JIT_SAMPLER = config["sample"].get("jit_sampler")
 
 
 def sampler_of(model):
-    """The sampler a model's runs are sampled and evaluated with (JiT: sample.jit_sampler)."""
-    return JIT_SAMPLER if model_family(model) == "jit" else SAMPLER
+    """The sampler a model's runs are sampled and evaluated with (JiT: sample.jit_sampler, MeanFlow:
+    sample.mf_sampler)."""
+    return config["sample"].get(FAMILY_SAMPLING[model_family(model)][0])
 
 
 # the sampler of the model whose FIDs are correlated (report.model, else the first of `models`)
@@ -234,8 +250,8 @@ def weights_dir_of(wildcards, input):
 
 
 def latent_inputs(wildcards):
-    """The latent store and its statistics of a SiT run; none for a JiT (it trains on the images)."""
-    if FAMILY[wildcards.model] == "jit":
+    """The latent store and its statistics of a SiT or MeanFlow run; none for a JiT (it trains on the images)."""
+    if FAMILY[wildcards.model] not in LATENT_FAMILIES:
         return {}
     return {"latents": ancient("results/latents/train"), "stats": "results/latents/stats.json"}
 
@@ -245,10 +261,12 @@ def latent_args(wildcards, input):
 
 
 def train_stage_params(wildcards, method=None):
-    """The train section (with `train.jit` for JiT runs only, so SiT runs' params stay as they were)."""
+    """The train section with the objective key of the run's family only (`train.jit` for JiT, `train.meanflow`
+    for MeanFlow), so SiT runs' params stay as they were."""
     train = dict(config["train"])
-    if FAMILY[wildcards.model] != "jit":
-        train.pop("jit", None)
+    for family, (_, _, objective_key) in FAMILY_SAMPLING.items():
+        if objective_key and family != FAMILY[wildcards.model]:
+            train.pop(objective_key, None)
     extra = {"method": config["methods"][method]} if method else {}
     return json.dumps({"train": train, "seed": config["seed"], **extra}, sort_keys=True)
 
@@ -279,8 +297,9 @@ def sample_stage_params(wildcards):
 
 
 def sample_decoder_inputs(wildcards):
-    """The latent stats and autoencoder a SiT checkpoint decodes with; none for a JiT (it samples pixels)."""
-    if FAMILY[wildcards.model] == "jit":
+    """The latent stats and autoencoder a SiT or MeanFlow checkpoint decodes with; none for a JiT (it samples
+    pixels)."""
+    if FAMILY[wildcards.model] not in LATENT_FAMILIES:
         return {}
     return {"latent_stats": "results/latents/stats.json", "autoencoder": autoencoder_path()}
 
@@ -380,7 +399,7 @@ def report_benchmark_jobs():
             add("train", run, run.split("/")[1])
         for split in ("train", "heldout"):
             add("prepare_images", split)
-        if SIT_MODELS:  # a JiT-only study has no latents
+        if LATENT_MODELS:  # a JiT-only study has no latents
             add("cache_latents", "train")
     return jobs
 
