@@ -16,7 +16,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train_support import CLASSES, LATENT, make_data, train_argv, train_in_process  # noqa: E402
+from test_train_support import CLASSES, LATENT, make_data, train_in_process  # noqa: E402
+from test_train_support import mf_argv as mf_train_argv  # noqa: E402
 
 from repabench.meanflow import MeanFlowObjective, MeanFlowSiT, meanflow_sample
 from repabench.sample import ImageNoise, SampleConfig, SamplerSettings, generate, latents_to_images, load_samples
@@ -29,11 +30,9 @@ SHORT = {"steps": 4, "checkpoint_steps": [4], "state_every": 2}
 OBJECTIVE = {"ratio_r_not_t": 0.5, "p_mean": -0.2}  # not the defaults, so that the checkpoint shows they arrived
 
 
-def mf_argv(paths, out, state_root, train=None, **kwargs):
-    """A MeanFlow run's argv: SiT's (latents and all) with MF-T/2."""
-    argv = train_argv(paths, out, state_root, train={**SHORT, "meanflow": OBJECTIVE, **(train or {})}, **kwargs)
-    argv[argv.index("--model") + 1] = "MF-T/2"
-    return argv
+def mf_argv(paths, out, state_root, train=None):
+    """A short MF-T/2 run with a non-default objective."""
+    return mf_train_argv(paths, out, state_root, train={**SHORT, "meanflow": OBJECTIVE, **(train or {})})
 
 
 def test_names_slugs_and_families():

@@ -100,6 +100,14 @@ def jit_argv(paths: dict[str, Path], out: Path, state_root: Path, method=None, t
     return argv
 
 
+
+def mf_argv(paths: dict[str, Path], out: Path, state_root: Path, method=None, train=None, seed=0,
+            extra=()) -> list[str]:
+    """A MeanFlow run's argv: SiT's (the latents too) with MF-T/2 (a 4x4 grid on the 8x8 latents)."""
+    argv = train_argv(paths, out, state_root, method, train, seed, extra)
+    argv[argv.index("--model") + 1] = "MF-T/2"
+    return argv
+
 if __name__ == "__main__":
     import repabench.train as train
 
