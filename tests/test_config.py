@@ -10,7 +10,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PRESETS = ["config/config.yaml", "config/paper.yaml", "config/ablation.yaml", "config/jit.yaml",
-           ".test/config/config.yaml"]
+           "config/meanflow.yaml", ".test/config/config.yaml"]
 
 
 def snakemake(*args, cwd=REPO):
@@ -76,6 +76,30 @@ def test_a_jit_only_study_schedules_no_vae_or_latent_stage():
     ({"samplers": {"sde8": {"mode": "jit", "steps": 8}}}, r"sample.sampler: 'sde8' has mode: jit"),
 ])
 def test_bad_jit_config_fails_naming_the_key(tmp_path, overlay, message):
+    import re
+
+    output = run_with_overlay(tmp_path, overlay)
+    assert re.search(message, output), output[-3000:]
+
+
+def test_the_meanflow_preset_plans_table_2b():
+    """Table 2b: MF-B/2, WebSSL-1B and DINOv3-B, REPA and iREPA (4 runs), sampled on the SD-VAE latents."""
+    result = snakemake("-n", "--nolock", "--configfile", "config/meanflow.yaml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    plan = result.stdout
+    for encoder in ("webssl-vit-dino1b_full2b_224", "dinov3-vit-b16"):
+        for method in ("repa", "irepa"):
+            assert f"mf-b-2/{encoder}/{method}" in plan
+    assert "rule cache_latents:" in plan and "/mf1_cfg2/manifest.json" in plan
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ({"models": ["MF-T/2"]}, r"sample.mf_sampler: MF-T/2 is a MeanFlow model"),
+    ({"models": ["MF-T/2"], "sample": {"mf_sampler": "sde8"}}, r"sample.mf_sampler: 'sde8' must be an entry"),
+    ({"samplers": {"sde8": {"mode": "meanflow", "steps": 1}}}, r"sample.sampler: 'sde8' has mode: meanflow"),
+    ({"train": {"meanflow": {"ratio": 0.5}}}, r"'ratio' was unexpected"),
+])
+def test_bad_meanflow_config_fails_naming_the_key(tmp_path, overlay, message):
     import re
 
     output = run_with_overlay(tmp_path, overlay)
