@@ -114,3 +114,26 @@ def published_encoder(encoder: str) -> EncoderResult | None:
 N_ENCODERS_LABEL = f"{SETTING['n_encoders']} encoders"
 MODEL_STEPS_LABEL = f"{SETTING['model']}, {SETTING['step'] // 1000}K steps"  # SiT-XL/2, 100K steps
 SETTING_LABEL = f"{SETTING['model']}, {SETTING['method']}, {SETTING['step'] // 1000}K steps"
+
+
+# Table 2b of the project page (§9.4): MeanFlow with REPA / iREPA on SiT-B/2 (our MF-B/2), 100K steps, IS / FID per
+# (NFE, CFG scale); the CFG is applied at sampling time in our samplers (open question Q3 of docs/recipes.md).
+MEANFLOW_SETTING_LABEL = "MeanFlow, SiT-B/2, 100K steps (PAGE Table 2b)"
+MEANFLOW_COLUMNS = ((4, 1.0), (1, 1.0), (4, 2.0), (1, 2.0))  # (NFE, CFG scale), the table's column order
+MEANFLOW: Mapping[tuple[str, str, str], tuple[tuple[float, float], ...]] = {
+    # (encoder, projector, spatial_norm) -> (IS, FID) per MEANFLOW_COLUMNS
+    ("webssl-vit-dino1b_full2b_224", "mlp", "none"): ((27.2, 51.4), (24.1, 58.7), (87.9, 16.6), (69.1, 23.7)),
+    ("webssl-vit-dino1b_full2b_224", "conv", "zscore"): ((31.5, 45.7), (27.3, 55.7), (100.7, 13.9), (78.7, 20.7)),
+    ("dinov3-vit-b16", "mlp", "none"): ((28.4, 49.6), (25.5, 57.0), (93.3, 15.6), (72.4, 22.6)),
+    ("dinov3-vit-b16", "conv", "zscore"): ((33.6, 44.5), (29.7, 53.8), (124.5, 11.1), (98.9, 17.3)),
+}
+
+
+def meanflow_result(encoder: str, projector: str, spatial_norm: str, nfe: int,
+                    cfg_scale: float) -> tuple[float, float] | None:
+    """(IS, FID) of Table 2b for a MeanFlow run (REPA: mlp / none, iREPA: conv / zscore) and sampler, or None."""
+    cells = MEANFLOW.get((encoder, projector, spatial_norm))
+    column = (int(nfe), float(cfg_scale))
+    if cells is None or column not in MEANFLOW_COLUMNS:
+        return None
+    return cells[MEANFLOW_COLUMNS.index(column)]

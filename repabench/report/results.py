@@ -14,6 +14,7 @@ from repabench.report.controls import fid_with_interval, noise_lookup
 from repabench.report.correlation import Correlation, across_table
 from repabench.report.figures import across_figure, curves_figure, method_comparison_figure, training_figure
 from repabench.report.inputs import setting_rows
+from repabench.sizes import model_family
 from repabench.report.model import (PREDICTOR_DIGITS, Figure, Inputs, Section, Setting, Table, display_model, fixed,
                                     fmt_value, is_finite, method_label)
 
@@ -236,7 +237,31 @@ def published_section(inputs: Inputs, setting: Setting, encoders: Sequence[str],
     else:
         section.notes.append("No configured (encoder, method) pair matches a cell of the paper's Table 3 "
                              f"(encoders {', '.join(published.ABLATION_ENCODERS)}).")
+    if model_family(setting.model) == "meanflow":
+        section.tables.extend(meanflow_table(inputs, setting, encoders, methods, fids))
     return section
+
+
+def meanflow_table(inputs: Inputs, setting: Setting, encoders: Sequence[str], methods: Sequence[str],
+                   fids: Mapping[tuple[str, str], pd.Series]) -> list[Table]:
+    """Table 2b's cells of the report's MeanFlow runs at their sampler's NFE and CFG scale (none if none match)."""
+    sampler = (inputs.params.get("samplers") or {}).get(setting.sampler) or {}
+    nfe, cfg_scale = sampler.get("steps"), sampler.get("cfg_scale", 1.0)
+    defs = inputs.params.get("methods") or {}
+    rows = []
+    for method in methods:
+        entry = defs.get(method) or {}
+        for encoder in encoders:
+            cell = published.meanflow_result(encoder, entry.get("projector", "mlp"),
+                                             entry.get("spatial_norm", "none"), nfe or 0, cfg_scale)
+            if cell is not None:
+                rows.append([encoder, method_label(inputs.params, method), fixed(cell[1], 1),
+                             fixed(cell_value(fids, encoder, method, "FID"), 2), fixed(cell[0], 1),
+                             fixed(cell_value(fids, encoder, method, "IS"), 1)])
+    if not rows:
+        return []
+    return [Table(f"{published.MEANFLOW_SETTING_LABEL} beside our runs ({nfe} NFE, CFG {cfg_scale:g})",
+                  ["encoder", "our method", "paper FID", "our FID", "paper IS", "our IS"], rows)]
 
 
 def zscore_alpha(params: Mapping[str, Any]) -> float:
