@@ -112,24 +112,29 @@ def test_nothing_left_to_do_and_adding_an_encoder_runs_only_its_chain(study):
     }, counts
 
 
-JIT_OVERLAY = ".test/config/jit.yaml"
+FAMILIES_OVERLAY = ".test/config/families.yaml"
 
 
-def test_a_tiny_jit_joins_the_chain_and_the_report(study):
-    """Last (it rewrites the report): the JiT overlay trains, samples and evaluates JiT-T/16 on the images already
-    there (no latent or VAE job for it), and the report's curves show it beside SiT-T/2."""
+def test_a_tiny_jit_and_meanflow_join_the_chain_and_the_report(study):
+    """Last (it rewrites the report): the families overlay trains, samples and evaluates JiT-T/16 on the images
+    already there (no latent or VAE job for it) and MF-T/2 on the latents already there (1-NFE MeanFlow sampler),
+    and the report's curves show them beside SiT-T/2."""
     repo, config = study
-    plan = snakemake(repo, "-n", "--configfile", CONFIG, JIT_OVERLAY).stdout
+    plan = snakemake(repo, "-n", "--configfile", CONFIG, FAMILIES_OVERLAY).stdout
     counts = job_counts(plan)
     assert not {"cache_latents", "fit_autoencoder", "latent_stats", "extract_features"} & set(counts), counts
-    assert counts["train"] == len(config["encoders"]) and counts["untrained"] == 1, counts
-    snakemake(repo, "-c2", "--configfile", CONFIG, JIT_OVERLAY, timeout=600)
+    assert counts["train"] == 2 * len(config["encoders"]) and counts["untrained"] == 2, counts
+    snakemake(repo, "-c2", "--configfile", CONFIG, FAMILIES_OVERLAY, timeout=600)
     steps = sorted(config["train"]["checkpoint_steps"])
-    for encoder in config["encoders"]:
-        rows = read_table(repo / f"results/eval/jit-t-16/{encoder}/repa/jit8.csv")
-        assert [int(r["Steps"]) for r in rows] == steps
-        assert all(np.isfinite(float(r["FID"])) and float(r["FID"]) > 0 for r in rows)
+    for model, sampler in (("jit-t-16", "jit8"), ("mf-t-2", "mf1")):
+        for encoder in config["encoders"]:
+            rows = read_table(repo / f"results/eval/{model}/{encoder}/repa/{sampler}.csv")
+            assert [int(r["Steps"]) for r in rows] == steps
+            assert all(np.isfinite(float(r["FID"])) and float(r["FID"]) > 0 for r in rows)
     manifest = json.loads(next((repo / "results/samples/jit-t-16").rglob("manifest.json")).read_text())
     assert manifest["image_shape"] == [128, 128, 3] and set(manifest["weights"]) == {"checkpoint"}
+    manifest = json.loads(next((repo / "results/samples/mf-t-2").rglob("manifest.json")).read_text())
+    assert manifest["image_shape"] == [128, 128, 3] and "autoencoder" in manifest["weights"]
     html = (repo / "results/report/report.html").read_text()
     assert "JiT-T/16" in html or "jit-t-16" in html
+    assert "MF-T/2" in html or "mf-t-2" in html
