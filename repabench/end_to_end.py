@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repabench.align import alignment_loss, interpolant, sample_time
+from repabench.sections import config_section
 
 # REPA-E's defaults (train_repae.py argparse, README command, configs/l1_lpips_kl_gan.yaml)
 UPSTREAM_DEFAULTS: Mapping[str, Any] = {
@@ -46,16 +47,16 @@ NOT_IMPLEMENTED = ("perceptual (LPIPS, weight 1.0)", "GAN (PatchGAN hinge, weigh
 TRAINABLE_KINDS = ("sd-vae-ft-mse", "pca")
 
 
-@dataclass(frozen=True)
+@config_section("train.end_to_end")
 class EndToEndConfig:
-    """The VAE side of an end-to-end run (REPA-E's values; the SiT side is the `train` section)."""
+    """`train.end_to_end`: the VAE side of an end-to-end run (defaults: the schema's, REPA-E's values)."""
 
-    vae_lr: float = 1e-4
-    vae_grad_clip: float = 1.0
-    bn_momentum: float = 0.1
-    bn_eps: float = 1e-4
-    reconstruction_weight: float = 1.0
-    kl_weight: float = 1e-6
+    vae_lr: float
+    vae_grad_clip: float
+    bn_momentum: float
+    bn_eps: float
+    reconstruction_weight: float
+    kl_weight: float
 
     def record(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "not_implemented": list(NOT_IMPLEMENTED),
@@ -281,6 +282,10 @@ class EndToEnd(nn.Module):
     def latent_stats(self) -> dict[str, Any]:
         """The EMA BatchNorm's (bias, scale): what sampling un-normalises with."""
         return self.ema_bn.latent_stats()
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        return {"autoencoder": autoencoder_record(self.autoencoder), "latent_stats": self.latent_stats(),
+                "end_to_end": self.cfg.record()}
 
     def training_state(self) -> dict[str, Any]:
         return {"autoencoder": self.autoencoder.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import repabench.train as train
-from test_train_support import jit_argv, make_data, train_argv, train_in_process as run_in_process
+from test_train_support import jit_argv, make_data, repae_argv, train_argv, train_in_process as run_in_process
 
 SCRIPT = Path(__file__).resolve().parent / "test_train_support.py"
 LONG = {"steps": 60, "checkpoint_steps": [30, 60], "state_every": 5, "log_every": 10}
@@ -106,6 +106,34 @@ def test_jit_run_resumed_after_sigkill_equals_the_uninterrupted_one(data, tmp_pa
     final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
     assert final["model"]["family"] == "jit" and final["model"]["name"] == "JiT-T/8"
     assert_same_ema(final["ema"], straight_jit["ema"])
+
+
+@pytest.fixture(scope="module")
+def straight_repae(data, tmp_path_factory):
+    """The uninterrupted end-to-end (REPA-E) run: the PCA autoencoder tuned with the SiT, in process."""
+    root = tmp_path_factory.mktemp("straight-repae")
+    assert run_in_process(repae_argv(data, root / "out", root / "state", train=LONG)) == 0
+    return torch.load(root / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+
+
+def test_end_to_end_run_resumed_after_sigkill_equals_the_uninterrupted_one(data, tmp_path, straight_repae):
+    """The state holds the VAE, its optimiser and the BatchNorm statistics (online and EMA): all bitwise."""
+    argv = repae_argv(data, tmp_path / "out", tmp_path / "state", train=LONG)
+    proc = start(argv)
+    state_file = wait_for_state(proc, tmp_path / "state")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=120)
+    saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    assert proc.returncode == -signal.SIGKILL and 0 < saved["step"] < LONG["steps"]
+    assert set(saved["end_to_end"]) == {"autoencoder", "optimizer", "bn", "ema_bn"}
+    assert run_in_process(argv) == 0
+    final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+    assert_same_ema(final["ema"], straight_repae["ema"])
+    assert_same_ema(final["autoencoder"]["state"], straight_repae["autoencoder"]["state"])
+    assert final["latent_stats"] == straight_repae["latent_stats"]
+    start_pca = torch.load(data["autoencoder"], weights_only=True)
+    assert not torch.equal(final["autoencoder"]["state"]["decoder.bias"], start_pca["mean"])  # it was tuned
+    assert final["latent_stats"]["bias"] != [0.1, 0.0, -0.1, 0.0]  # the BatchNorm moved off its start
 
 
 def test_two_process_run(data, tmp_path):
