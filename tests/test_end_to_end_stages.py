@@ -69,3 +69,20 @@ def test_impossible_end_to_end_runs_are_refused(trained):
     argv[argv.index("--autoencoder-kind") + 1 - 1:argv.index("--autoencoder-kind") + 2] = []
     with pytest.raises(SystemExit, match="--autoencoder-kind"):
         train_in_process(argv)
+
+
+def test_table_2a_sits_beside_our_end_to_end_runs():
+    import pandas as pd
+
+    from repabench import published
+    from repabench.report.results import repae_table
+
+    defs = {"repae": {"projector": "mlp", "end_to_end": True}, "irepae": {"projector": "conv",
+            "spatial_norm": "zscore", "end_to_end": True}, "irepa": {"projector": "conv", "spatial_norm": "zscore"}}
+    ours = {("pe-vit-g", "irepae"): pd.Series({"IS": 3.25, "FID": 301.5, "sFID": 40.0, "Precision": 0.1,
+                                                "Recall": 0.05})}
+    table = repae_table(defs, ["pe-vit-g", "effnetlite-cnn-lite0"], ["irepa", "repae", "irepae"], ours)
+    assert [row[:3] for row in table.rows] == [["pe-vit-g", "repae", "REPA-E"], ["pe-vit-g", "irepae", "iREPA-E"]]
+    assert table.rows[1][3:] == ["80.0 / 3.2", "16.40 / 301.50", "5.40 / 40.00", "0.667 / 0.100", "0.616 / 0.050"]
+    assert table.rows[0][4] == f"{published.REPAE_TABLE['REPA-E']['pe-vit-g'][1]:.2f} / –"
+    assert repae_table(defs, ["effnetlite-cnn-lite0"], ["repae"], {}) is None
