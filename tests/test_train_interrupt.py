@@ -85,25 +85,34 @@ def test_interrupted_run_resumes_to_the_same_weights(data, tmp_path, straight, s
     assert_same_ema(final["ema"], straight["ema"])
 
 
-@pytest.fixture(scope="module")
-def straight_jit(data, tmp_path_factory):
-    """The uninterrupted JiT run (pixels, random flips, x-prediction), in process."""
-    root = tmp_path_factory.mktemp("straight-jit")
-    assert run_in_process(jit_argv(data, root / "out", root / "state", train=LONG)) == 0
+def uninterrupted(argv_of, data, root):
+    """The final checkpoint of a run straight through, in process."""
+    assert run_in_process(argv_of(data, root / "out", root / "state", train=LONG)) == 0
     return torch.load(root / "out" / "checkpoints" / "0000060.pt", weights_only=True)
 
 
-def test_jit_run_resumed_after_sigkill_equals_the_uninterrupted_one(data, tmp_path, straight_jit):
-    """As for SiT: the JiT loss, its label dropout and the flips draw from the RNG the state holds."""
-    argv = jit_argv(data, tmp_path / "out", tmp_path / "state", train=LONG)
+def killed_mid_run_then_rerun(argv, root):
+    """SIGKILL the run once its first state is saved, rerun it in process: (the state it resumed, its final
+    checkpoint)."""
     proc = start(argv)
-    state_file = wait_for_state(proc, tmp_path / "state")
+    state_file = wait_for_state(proc, root / "state")
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=120)
     saved = torch.load(state_file, map_location="cpu", weights_only=True)
     assert proc.returncode == -signal.SIGKILL and 0 < saved["step"] < LONG["steps"]
     assert run_in_process(argv) == 0
-    final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+    return saved, torch.load(root / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def straight_jit(data, tmp_path_factory):
+    """The uninterrupted JiT run (pixels, random flips, x-prediction), in process."""
+    return uninterrupted(jit_argv, data, tmp_path_factory.mktemp("straight-jit"))
+
+
+def test_jit_run_resumed_after_sigkill_equals_the_uninterrupted_one(data, tmp_path, straight_jit):
+    """As for SiT: the JiT loss, its label dropout and the flips draw from the RNG the state holds."""
+    _, final = killed_mid_run_then_rerun(jit_argv(data, tmp_path / "out", tmp_path / "state", train=LONG), tmp_path)
     assert final["model"]["family"] == "jit" and final["model"]["name"] == "JiT-T/8"
     assert_same_ema(final["ema"], straight_jit["ema"])
 
@@ -111,23 +120,14 @@ def test_jit_run_resumed_after_sigkill_equals_the_uninterrupted_one(data, tmp_pa
 @pytest.fixture(scope="module")
 def straight_repae(data, tmp_path_factory):
     """The uninterrupted end-to-end (REPA-E) run: the PCA autoencoder tuned with the SiT, in process."""
-    root = tmp_path_factory.mktemp("straight-repae")
-    assert run_in_process(repae_argv(data, root / "out", root / "state", train=LONG)) == 0
-    return torch.load(root / "out" / "checkpoints" / "0000060.pt", weights_only=True)
+    return uninterrupted(repae_argv, data, tmp_path_factory.mktemp("straight-repae"))
 
 
 def test_end_to_end_run_resumed_after_sigkill_equals_the_uninterrupted_one(data, tmp_path, straight_repae):
     """The state holds the VAE, its optimiser and the BatchNorm statistics (online and EMA): all bitwise."""
-    argv = repae_argv(data, tmp_path / "out", tmp_path / "state", train=LONG)
-    proc = start(argv)
-    state_file = wait_for_state(proc, tmp_path / "state")
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=120)
-    saved = torch.load(state_file, map_location="cpu", weights_only=True)
-    assert proc.returncode == -signal.SIGKILL and 0 < saved["step"] < LONG["steps"]
+    saved, final = killed_mid_run_then_rerun(repae_argv(data, tmp_path / "out", tmp_path / "state", train=LONG),
+                                             tmp_path)
     assert set(saved["end_to_end"]) == {"autoencoder", "optimizer", "bn", "ema_bn"}
-    assert run_in_process(argv) == 0
-    final = torch.load(tmp_path / "out" / "checkpoints" / "0000060.pt", weights_only=True)
     assert_same_ema(final["ema"], straight_repae["ema"])
     assert_same_ema(final["autoencoder"]["state"], straight_repae["autoencoder"]["state"])
     assert final["latent_stats"] == straight_repae["latent_stats"]
