@@ -35,16 +35,24 @@ class Method:
     coeff: float
     encoder_depth: int
     label: str = ""
+    end_to_end: bool = False  # REPA-E: the alignment loss also tunes the VAE (repabench.end_to_end)
+    vae_align_coeff: float = 1.5  # REPA-E's --vae-align-proj-coeff; end-to-end methods only
 
     def __post_init__(self) -> None:
         if self.spatial_norm not in SPATIAL_NORMS:
             raise ValueError(f"spatial_norm {self.spatial_norm!r} is not one of {SPATIAL_NORMS}")
+        if self.end_to_end and self.coeff <= 0:
+            raise ValueError("an end_to_end method needs coeff > 0 (REPA-E aligns the SiT and the VAE)")
 
     def projector_specs(self, z_dims: Sequence[int]) -> list[ProjectorConfig]:
         return [ProjectorConfig(self.projector, int(z), hidden=self.projector_dim, kernel=self.kernel) for z in z_dims]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The entry as recorded; the REPA-E keys only for end-to-end methods (other runs' hashes unchanged)."""
+        out = asdict(self)
+        if not self.end_to_end:
+            del out["end_to_end"], out["vae_align_coeff"]
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------------

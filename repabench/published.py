@@ -137,3 +137,22 @@ def meanflow_result(encoder: str, projector: str, spatial_norm: str, nfe: int,
     if cells is None or column not in MEANFLOW_COLUMNS:
         return None
     return cells[MEANFLOW_COLUMNS.index(column)]
+# Table 2a of the project page (§9.4): REPA-E vs iREPA-E, SiT-XL/2, 100K steps; (IS, FID, sFID, Precision, Recall).
+REPAE_COLUMNS = ("IS", "FID", "sFID", "Precision", "Recall")
+REPAE_TABLE: Mapping[str, Mapping[str, tuple[float, float, float, float, float]]] = {
+    "REPA-E": {"webssl-vit-dino1b_full2b_224": (52.8, 26.5, 5.20, 0.620, 0.585),
+               "pe-vit-g": (50.9, 25.9, 5.68, 0.612, 0.576),
+               "dinov3-vit-b16": (82.2, 14.4, 4.68, 0.694, 0.596)},
+    "iREPA-E": {"webssl-vit-dino1b_full2b_224": (87.0, 13.2, 5.28, 0.699, 0.598),
+                "pe-vit-g": (80.0, 16.4, 5.40, 0.667, 0.616),
+                "dinov3-vit-b16": (93.6, 11.7, 4.57, 0.703, 0.613)},
+}
+
+
+def repae_column(method: Mapping[str, object]) -> str | None:
+    """The Table 2a column of an end-to-end method entry: iREPA-E with iREPA's conv projector and spatial
+    z-score, REPA-E with neither; None for any other entry."""
+    if not method.get("end_to_end"):
+        return None
+    components = (method.get("projector", "mlp"), method.get("spatial_norm", "none"))
+    return {("mlp", "none"): "REPA-E", ("conv", "zscore"): "iREPA-E"}.get(components)

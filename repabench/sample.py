@@ -462,6 +462,13 @@ def generate(checkpoint: str | Path, latent_stats: str | Path | None, autoencode
             jit_settings = settings.jit(meta.get("objective") or {})
         except ValueError as exc:
             raise SystemExit(f"sample: {checkpoint}: {exc}") from None
+    elif "autoencoder" in meta:  # REPA-E: the checkpoint's tuned decoder and its EMA BatchNorm statistics
+        from repabench.end_to_end import tuned_decoder
+
+        bias = torch.tensor(meta["latent_stats"]["bias"], dtype=torch.float64)
+        scale = torch.tensor(meta["latent_stats"]["scale"], dtype=torch.float64)
+        decode = tuned_decoder(meta["autoencoder"]).to(device).decode
+        latent_stats = autoencoder_path = autoencoder_kind = None  # the checkpoint holds both
     else:
         mismatch = family_mode_mismatch(family, settings.mode)
         if mismatch:
@@ -483,7 +490,7 @@ def generate(checkpoint: str | Path, latent_stats: str | Path | None, autoencode
     generation = SamplingPlan(settings, int(config.n_samples), int(config.seed), config.labels,
                             precision, int(config.shard_size), num_classes, latent_shape)
     weights = {"checkpoint": _file_identity(checkpoint)}
-    if not jit:
+    if autoencoder_path is not None:
         weights.update(latent_stats=_file_identity(latent_stats),
                        autoencoder={"kind": autoencoder_kind, **_file_identity(autoencoder_path)})
     key = generation.key(weights)

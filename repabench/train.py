@@ -43,6 +43,7 @@ import torch
 
 from repabench.align import Method, alignment_loss, denoising_loss, interpolant, sample_time
 from repabench.atomic import atomic_path, read_json, write_json
+from repabench.end_to_end import EndToEndConfig
 from repabench.sections import config_section
 from repabench.stage import parse_stage, resolve_device, stage_parser
 from repabench.provenance import params_hash, provenance
@@ -108,7 +109,8 @@ OBJECTIVE_KEYS = {"jit": "jit", "meanflow": "meanflow"}
 
 
 @config_section("train", workflow_keys=("gpus", "time_budget_min"),
-                nested={"jit": JiTTrainConfig, "meanflow": MeanFlowTrainConfig})
+                nested={"jit": JiTTrainConfig, "meanflow": MeanFlowTrainConfig,
+                         "end_to_end": EndToEndConfig})
 class TrainConfig:
 
     """The `train` section (defaults: the schema's). GPU count and time budget are the workflow's: the rule
@@ -133,6 +135,7 @@ class TrainConfig:
     log_every: int
     jit: JiTTrainConfig  # the JiT objective; not part of a SiT run's trajectory
     meanflow: MeanFlowTrainConfig  # the MeanFlow objective; likewise
+    end_to_end: EndToEndConfig  # the VAE side of REPA-E runs; part of their trajectory only
     weighting: str = "uniform"  # absent in the schema = upstream's uniform training times
     path: str = "linear"  # absent in the schema = upstream's path_type linear (used); or cosine
     qk_norm: bool = False  # absent in the schema = off, as in every upstream config
@@ -154,7 +157,8 @@ class TrainConfig:
             raise ValueError("train.steps, state_every, global_batch and log_every must be >= 1")
 
     def trajectory(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NON_TRAJECTORY_KEYS + tuple(OBJECTIVE_KEYS.values())}
+        skipped = _NON_TRAJECTORY_KEYS + tuple(OBJECTIVE_KEYS.values()) + ("end_to_end",)
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in skipped}
         for key, default in (("weighting", "uniform"), ("qk_norm", False), ("path", "linear"),
                              ("warmup_steps", 0)):
             if out[key] == default:  # defaults leave the hashes of runs from before these options as they were
@@ -187,13 +191,15 @@ class TrainingRun:
     device: str = "auto"
     show_progress: bool = True
     data_identity: dict[str, Any] = field(default_factory=dict)
+    autoencoder: Path | None = None  # REPA-E: the autoencoder the run starts from (tuned with the SiT)
+    autoencoder_kind: str | None = None
 
     @property
     def family(self) -> str:
         return model_family(self.model)
 
     def inputs(self) -> list[Path]:
-        return [p for p in (self.images, self.latents, self.latent_stats) if p is not None]
+        return [p for p in (self.images, self.latents, self.latent_stats, self.autoencoder) if p is not None]
 
     def run_params(self) -> dict[str, Any]:
         """Everything that changes the trajectory of the run; its hash names the state directory."""
@@ -203,6 +209,8 @@ class TrainingRun:
         key = OBJECTIVE_KEYS.get(self.family)
         if key:  # the objective of the run, as a dict (SiT runs' hashes stay as they were)
             params[key] = dataclasses.asdict(getattr(self.train, key))
+        if self.method.end_to_end:  # REPA-E: the VAE side (other runs' hashes stay as they were)
+            params["end_to_end"] = {**dataclasses.asdict(self.train.end_to_end), "vae": self.autoencoder_kind}
         return json.loads(json.dumps(params))  # as it reads back from params.json (tuples become lists)
 
 
@@ -226,7 +234,11 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = cfg.tf32
 
         self.family = spec.family
-        if self.family == "jit":  # pixels in [-1, 1]: no latents, no latent statistics
+        self.e2e = None  # REPA-E runs: repabench.end_to_end.EndToEnd
+        if spec.method.end_to_end:
+            image_store, channels = self._start_end_to_end(precision)
+            count, labels = image_store.count, image_store["labels"]
+        elif self.family == "jit":  # pixels in [-1, 1]: no latents, no latent statistics
             if cfg.jit.hflip and cfg.cache_targets:
                 raise ValueError("train.jit.hflip flips every training image, so its encoder targets cannot be "
                                  "cached; set train.cache_targets: false or train.jit.hflip: false")
@@ -293,16 +305,43 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(self.net, self.optimizer)
         if cfg.compile and self.device.type == "cuda":
             self.model = torch.compile(self.model)
-        self.data = StepBatches(spec.images, spec.latents if self.family in LATENT_FAMILIES else None, spec.seed,
+        latents = spec.latents if self.family in LATENT_FAMILIES and self.e2e is None else None
+        self.data = StepBatches(spec.images, latents, spec.seed,
                                 cfg.global_batch, self.rank, self.world,
-                                need_images=aligned and not cfg.cache_targets)
-        if self.stats is not None:
+                                need_images=(aligned and not cfg.cache_targets) or self.e2e is not None)
+        if self.stats is not None and self.e2e is None:
             self.bias = torch.tensor(self.stats.bias, device=self.device).view(1, -1, 1, 1)
             self.scale = torch.tensor(self.stats.scale, device=self.device).view(1, -1, 1, 1)
         self.step = 0
         self.history: dict[str, Any] = {"entries": [], "segments": []}
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # any NaN/inf loss since the start
         self.last_good_step: int | None = None  # the step of the last state saved or resumed
+
+    def _start_end_to_end(self, precision: str) -> tuple[Any, int]:
+        """REPA-E: images instead of latents, the trainable autoencoder, its latent BatchNorm from the stats."""
+        from repabench.end_to_end import EndToEnd, trainable_autoencoder
+
+        spec, cfg = self.spec, self.spec.train
+        if self.family != "sit":
+            raise ValueError(f"method {spec.method_name} is end_to_end (REPA-E), which tunes a VAE under a SiT; "
+                             f"{spec.model} has no VAE")
+        if self.world > 1:
+            raise ValueError("end_to_end runs train on one process for now (the VAE's gradients are not "
+                             "all-reduced); set train.gpus: 1")
+        if precision == "fp16":
+            raise ValueError("end_to_end runs update the VAE outside accelerate's fp16 GradScaler; set "
+                             "train.mixed_precision: bf16 or no")
+        if spec.latent_stats is None or spec.autoencoder_kind is None:
+            raise ValueError("an end_to_end run needs --latent-stats (its BatchNorm's start) and --autoencoder-kind")
+        image_store = check_images(spec.images)
+        autoencoder = trainable_autoencoder(spec.autoencoder_kind, spec.autoencoder)
+        channels = autoencoder.channels
+        self.latent_size = int(image_store["images"].shape[1]) // 8
+        self.stats = LatentStats.load(spec.latent_stats, channels)
+        self.e2e = EndToEnd(autoencoder, self.stats.bias, self.stats.scale, cfg.end_to_end, cfg.adam_betas,
+                            cfg.adam_eps, cfg.weight_decay).to(self.device)
+        spec.data_identity = {"images": checksums(image_store), "latent_stats": self.stats.as_dict()}
+        return image_store, channels
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -337,6 +376,8 @@ class Trainer:
         self.net.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.e2e is not None:
+            self.e2e.load_training_state(state["end_to_end"])
         scaler = self.accelerator.scaler
         if scaler is not None and state.get("scaler") is not None:
             scaler.load_state_dict(state["scaler"])
@@ -383,6 +424,8 @@ class Trainer:
                      "scaler": scaler.state_dict() if scaler is not None else None,
                      "rng": rng, "world_size": self.world, "data_position": self.data.position(self.step),
                      "history": self.history}
+            if self.e2e is not None:
+                state["end_to_end"] = self.e2e.training_state()
             self.state_dir.mkdir(parents=True, exist_ok=True)
             if not (self.state_dir / "params.json").exists():
                 write_json(self.state_dir / "params.json", self.run_params)
@@ -407,7 +450,9 @@ class Trainer:
                 "method": spec.method.as_dict(),
                 # the sampler's score follows the training path; absent = linear (checkpoints from before the option)
                 **({"path": spec.train.path} if spec.train.path != "linear" else {}),
-                **({"latent_stats": self.stats.as_dict()} if self.stats is not None else {}),
+                **({"latent_stats": self.stats.as_dict()} if self.stats is not None and self.e2e is None else {}),
+                # REPA-E: the tuned autoencoder and the EMA BatchNorm's (bias, scale), which sampling decodes with
+                **(self.e2e.checkpoint_record() if self.e2e is not None else {}),
                 # JiT: the objective's t_eps and noise_scale, which its sampler needs; MeanFlow: its provenance
                 **({"objective": dataclasses.asdict(self.objective)} if self.family in OBJECTIVE_KEYS else {}),
                 # no timestamp: identical runs write identical checkpoints (and record identical input hashes)
@@ -444,13 +489,16 @@ class Trainer:
                           grad_scaler=self.accelerator.scaler is not None,
                           tf32=bool(spec.train.tf32 and self.device.type == "cuda"),
                           world_size=self.world, compile=bool(spec.train.compile and self.device.type == "cuda"),
-                          encoders=list(spec.encoders))
+                          encoders=list(spec.encoders),
+                          **({"end_to_end": self.e2e.cfg.record()} if self.e2e is not None else {}))
 
     # -- training ---------------------------------------------------------------------------------------------
 
     def train_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.family == "jit":
             return self.jit_step(batch)
+        if self.e2e is not None:
+            return self.end_to_end_step(batch)
         spec, cfg = self.spec, self.spec.train
         x0, labels = self._latent_batch(batch)
         if self.family == "meanflow":
@@ -486,6 +534,23 @@ class Trainer:
             loss, parts = meanflow_loss(self.model, x0, labels, self.objective, targets, self.spec.method.coeff)
         return self._update(loss, torch.tensor(parts["denoise"], device=self.device),
                             torch.tensor(parts.get("align", 0.0), device=self.device))
+
+    def end_to_end_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """REPA-E (repabench.end_to_end): the VAE update, then the SiT's on the stop-gradient latents."""
+        spec, cfg = self.spec, self.spec.train
+        labels = batch["label"].to(self.device, non_blocking=True)
+        targets = self.targets(batch) if self.targets is not None else None
+        vae = self.e2e.vae_update(self.model, batch["image"].to(self.device, non_blocking=True), labels, targets,
+                                  spec.method.vae_align_coeff, cfg.weighting, cfg.path, self.accelerator.autocast)
+        x_t, v_target = interpolant(vae.x0, vae.noise, vae.t, cfg.path)
+        self.model.train()
+        with self.accelerator.autocast():
+            velocity, zs = self.model(x_t, vae.t, labels)
+        loss_denoise = denoising_loss(velocity, v_target)
+        loss_align = alignment_loss(zs, targets) if targets is not None else torch.zeros((), device=self.device)
+        metrics = self._update(loss_denoise + spec.method.coeff * loss_align, loss_denoise, loss_align)
+        self.e2e.after_step(cfg.ema_decay)
+        return {**metrics, **vae.metrics}
 
     def jit_step(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """JiT (docs/upstream-facts.md §10.2): x-prediction on pixels in [-1, 1], each image flipped with p = 0.5
@@ -655,6 +720,10 @@ def parse_run(argv: list[str]) -> TrainingRun:
                         help="latent store (moments [N,8,h,w], labels); SiT runs only (JiT trains on the images)")
     parser.add_argument("--latent-stats", type=Path, default=None,
                         help="stats.json with bias/scale per channel; SiT runs only")
+    parser.add_argument("--autoencoder", type=Path, default=None,
+                        help="end_to_end (REPA-E) runs: the autoencoder to tune (PCA file or SD-VAE dir)")
+    parser.add_argument("--autoencoder-kind", default=None, choices=["pca", "sd-vae-ft-mse"],
+                        help="end_to_end (REPA-E) runs: vae.kind")
     parser.add_argument("--encoder", nargs="+", required=True,
                         help="target encoder name(s); several (space or comma separated) average their losses")
     parser.add_argument("--weights-dir", type=Path, default=Path("resources/weights"))
@@ -672,7 +741,8 @@ def parse_run(argv: list[str]) -> TrainingRun:
                         help="the job's runtime limit (Snakemake resources.runtime); used inside SLURM jobs only")
     parser.add_argument("--no-progress", action="store_true")
     args, config, _, seed = parse_stage(parser, argv, TRAIN_PARAMS)
-    model = model_argument(args.model, args.latents, args.latent_stats)
+    model = model_argument(args.model, args.latents if not config.method.end_to_end else Path("-"),
+                           args.latent_stats)
     encoders = [name for item in args.encoder for name in item.split(",") if name]
     return TrainingRun(images=args.images, latents=args.latents, latent_stats=args.latent_stats, encoders=encoders,
                    weights_dir=args.weights_dir, model=model, method_name=args.method_name, method=config.method,
@@ -680,7 +750,8 @@ def parse_run(argv: list[str]) -> TrainingRun:
                    state_dir=args.state_dir, time_budget_min=args.time_budget_min,
                    config_time_budget_min=(config.raw.get("train") or {}).get("time_budget_min"),
                    job_runtime_min=args.job_runtime_min, device=args.device,
-                   show_progress=not args.no_progress)
+                   show_progress=not args.no_progress, autoencoder=args.autoencoder,
+                   autoencoder_kind=args.autoencoder_kind)
 
 
 def model_argument(model: str, latents: Path | None, latent_stats: Path | None) -> str:

@@ -10,7 +10,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 PRESETS = ["config/config.yaml", "config/paper.yaml", "config/ablation.yaml", "config/jit.yaml",
-           "config/meanflow.yaml", ".test/config/config.yaml"]
+           "config/meanflow.yaml", ".test/config/config.yaml", "config/repae.yaml"]
 
 
 def snakemake(*args, cwd=REPO):
@@ -100,6 +100,26 @@ def test_the_meanflow_preset_plans_table_2b():
     ({"train": {"meanflow": {"ratio": 0.5}}}, r"'ratio' was unexpected"),
 ])
 def test_bad_meanflow_config_fails_naming_the_key(tmp_path, overlay, message):
+def test_the_repae_preset_plans_table_2a():
+    """Six end-to-end runs (3 encoders x REPA-E / iREPA-E) on the images: each train job reads the VAE it tunes and
+    the latent statistics its BatchNorm starts from, never the latent store; sampling reads only the checkpoint."""
+    result = snakemake("-n", "-p", "--nolock", "--forcerun", "train", "sample", "--configfile", "config/repae.yaml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    trains = [line for line in result.stdout.splitlines() if "repabench train" in line]
+    assert len(trains) == 6
+    assert all("--autoencoder-kind sd-vae-ft-mse" in t and "--latents " not in t for t in trains)
+    samples = [line for line in result.stdout.splitlines() if "repabench sample" in line and "/repae" in line]
+    assert samples and all("--autoencoder" not in line for line in samples)
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ({"methods": {"repa": {"projector": "mlp", "end_to_end": True}}, "train": {"mixed_precision": "fp16"}},
+     r"end_to_end methods \['repa'\]: train.mixed_precision fp16"),
+    ({"methods": {"repa": {"projector": "mlp", "end_to_end": True}}, "train": {"gpus": 2}}, r"train.gpus > 1"),
+    ({"methods": {"repa": {"projector": "mlp", "end_to_end": True, "coeff": 0.0}}}, r"methods.repa.coeff must be > 0"),
+    ({"methods": {"repa": {"projector": "mlp", "end_to_end": "yes"}}}, r"'yes' is not of type 'boolean'"),
+])
+def test_bad_end_to_end_config_fails_naming_the_key(tmp_path, overlay, message):
     import re
 
     output = run_with_overlay(tmp_path, overlay)

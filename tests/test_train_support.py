@@ -71,6 +71,11 @@ def make_data(root: Path) -> dict[str, Path]:
     write_store(paths["latents"], {"moments": moments, "labels": labels})
     paths["stats"].write_text(json.dumps({"bias": [0.1, 0.0, -0.1, 0.0], "scale": [1.5, 1.0, 1.0, 2.0],
                                           "mode": "data"}))
+    from repabench.vae import PCAAutoencoder
+
+    paths["autoencoder"] = root / "autoencoder" / "pca.pt"
+    paths["autoencoder"].parent.mkdir(parents=True, exist_ok=True)
+    PCAAutoencoder.fit(images, 4).save(paths["autoencoder"], {})
     return paths
 
 
@@ -107,6 +112,17 @@ def mf_argv(paths: dict[str, Path], out: Path, state_root: Path, method=None, tr
     argv = train_argv(paths, out, state_root, method, train, seed, extra)
     argv[argv.index("--model") + 1] = "MF-T/2"
     return argv
+METHOD_IREPAE = {**METHOD_IREPA, "end_to_end": True, "vae_align_coeff": 1.5}
+
+
+def repae_argv(paths: dict[str, Path], out: Path, state_root: Path, method=None, train=None, seed=0,
+               extra=()) -> list[str]:
+    """An end-to-end (REPA-E) run's argv: images, the PCA autoencoder to tune and its latent stats (no latents)."""
+    argv = train_argv(paths, out, state_root, method or METHOD_IREPAE, train, seed, extra)
+    at = argv.index("--latents")
+    del argv[at:at + 2]
+    return argv + ["--autoencoder", str(paths["autoencoder"]), "--autoencoder-kind", "pca"]
+
 
 if __name__ == "__main__":
     import repabench.train as train

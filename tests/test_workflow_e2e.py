@@ -123,8 +123,9 @@ def test_a_tiny_jit_and_meanflow_join_the_chain_and_the_report(study):
     plan = snakemake(repo, "-n", "--configfile", CONFIG, FAMILIES_OVERLAY).stdout
     counts = job_counts(plan)
     assert not {"cache_latents", "fit_autoencoder", "latent_stats", "extract_features"} & set(counts), counts
-    assert counts["train"] == 2 * len(config["encoders"]) and counts["untrained"] == 2, counts
-    snakemake(repo, "-c2", "--configfile", CONFIG, FAMILIES_OVERLAY, timeout=600)
+    # JiT-T/16 and MF-T/2 with repa, and SiT-T/2 with the overlay's end-to-end `repae` (which skips the others)
+    assert counts["train"] == 3 * len(config["encoders"]) and counts["untrained"] == 2, counts
+    snakemake(repo, "-c2", "--configfile", CONFIG, FAMILIES_OVERLAY, timeout=900)
     steps = sorted(config["train"]["checkpoint_steps"])
     for model, sampler in (("jit-t-16", "jit8"), ("mf-t-2", "mf1")):
         for encoder in config["encoders"]:
@@ -138,3 +139,22 @@ def test_a_tiny_jit_and_meanflow_join_the_chain_and_the_report(study):
     html = (repo / "results/report/report.html").read_text()
     assert "JiT-T/16" in html or "jit-t-16" in html
     assert "MF-T/2" in html or "mf-t-2" in html
+
+
+def test_the_overlay_repae_run_tunes_its_vae_and_reaches_the_report(study):
+    """After the overlay run above: SiT-T/2 + REPA-E trained on the images with the PCA autoencoder tuned, its
+    checkpoint carries the tuned decoder and BatchNorm stats, sampling needed nothing else, the report shows it."""
+    repo, config = study
+    steps = sorted(config["train"]["checkpoint_steps"])
+    for encoder in config["encoders"]:
+        rows = read_table(repo / f"results/eval/sit-t-2/{encoder}/repae/sde8.csv")
+        assert [int(r["Steps"]) for r in rows] == steps
+        assert all(np.isfinite(float(r["FID"])) and float(r["FID"]) > 0 for r in rows)
+    assert not (repo / "results/train/jit-t-16" / config["encoders"][0] / "repae").exists()
+    run = f"sit-t-2/{config['encoders'][0]}/repae"
+    log = json.loads((repo / f"results/train/{run}/log.json").read_text())
+    assert log["provenance"]["params"]["method"]["end_to_end"] is True
+    assert all(np.isfinite(e["vae_loss"]) for e in log["entries"])
+    manifest = json.loads(next((repo / f"results/samples/{run}").rglob("manifest.json")).read_text())
+    assert set(manifest["weights"]) == {"checkpoint"}
+    assert "REPA-E" in (repo / "results/report/report.html").read_text()

@@ -219,6 +219,8 @@ def published_section(inputs: Inputs, setting: Setting, encoders: Sequence[str],
     defs = inputs.params.get("methods") or {}
     for method in methods:
         entry = defs.get(method) or {}
+        if entry.get("end_to_end"):  # REPA-E runs compare with Table 2a (repae_table), not Table 3
+            continue
         row = published.ablation_row(entry.get("projector", "mlp"), entry.get("spatial_norm", "none"))
         if row is None:
             continue
@@ -239,6 +241,9 @@ def published_section(inputs: Inputs, setting: Setting, encoders: Sequence[str],
                              f"(encoders {', '.join(published.ABLATION_ENCODERS)}).")
     if model_family(setting.model) == "meanflow":
         section.tables.extend(meanflow_table(inputs, setting, encoders, methods, fids))
+    repae = repae_table(defs, encoders, methods, fids)
+    if repae is not None:
+        section.tables.append(repae)
     return section
 
 
@@ -262,6 +267,25 @@ def meanflow_table(inputs: Inputs, setting: Setting, encoders: Sequence[str], me
         return []
     return [Table(f"{published.MEANFLOW_SETTING_LABEL} beside our runs ({nfe} NFE, CFG {cfg_scale:g})",
                   ["encoder", "our method", "paper FID", "our FID", "paper IS", "our IS"], rows)]
+
+
+def repae_table(defs: Mapping[str, Any], encoders: Sequence[str], methods: Sequence[str],
+                fids: Mapping[tuple[str, str], pd.Series]) -> Table | None:
+    """Table 2a (REPA-E / iREPA-E) beside our end-to-end runs, where encoder and method match a cell."""
+    rows = []
+    for method in methods:
+        column = published.repae_column(defs.get(method) or {})
+        for encoder in encoders if column else ():
+            paper = published.REPAE_TABLE[column].get(encoder)
+            if paper is not None:
+                digits = {"IS": 1, "Precision": 3, "Recall": 3}
+                rows.append([encoder, method, column] + [
+                    f"{fixed(value, digits.get(name, 2))} / {fixed(cell_value(fids, encoder, method, name), digits.get(name, 2))}"
+                    for name, value in zip(published.REPAE_COLUMNS, paper)])
+    if not rows:
+        return None
+    return Table(f"Table 2a of the paper (end-to-end VAE tuning, {published.MODEL_STEPS_LABEL}): paper / ours",
+                 ["encoder", "our method", "paper column", *published.REPAE_COLUMNS], rows)
 
 
 def zscore_alpha(params: Mapping[str, Any]) -> float:

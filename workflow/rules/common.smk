@@ -143,8 +143,31 @@ def _check_family_sampler(model):
                           f"(known: {', '.join(config['samplers'])})")
 
 
-_check_config()
+def _check_end_to_end():
+    """REPA-E methods (end_to_end: true) tune the VAE under a SiT on one process, outside fp16's GradScaler."""
+    tuned = [name for name in config["run_methods"] if config["methods"][name].get("end_to_end")]
+    if not tuned:
+        return
+    train = config["train"]
+    problems = []
+    if not any(model_family(m) == "sit" for m in config["models"]):
+        problems.append("no SiT in `models` (only a SiT trains on a VAE's latents); add one")
+    if train["mixed_precision"] == "fp16":
+        problems.append("train.mixed_precision fp16: use bf16 or no (the VAE update is outside the GradScaler)")
+    if train["gpus"] > 1:
+        problems.append("train.gpus > 1: end-to-end runs train on one process (the VAE's gradients are not "
+                        "all-reduced); set train.gpus: 1")
+    if config["published"]["enabled"]:
+        problems.append("published.enabled: imported checkpoints are not end-to-end runs")
+    for name in tuned:
+        if config["methods"][name].get("coeff", 0.5) <= 0:
+            problems.append(f"methods.{name}.coeff must be > 0 (REPA-E aligns the SiT and the VAE)")
+    if problems:
+        raise ConfigError(f"end_to_end methods {tuned}: " + "; ".join(problems))
 
+
+_check_config()
+_check_end_to_end()
 
 
 MODELS = [model_slug(m) for m in config["models"]]
@@ -204,8 +227,14 @@ def autoencoder_path():
     return f"{config['resources']['weights_dir']}/sd-vae-ft-mse"
 
 
+def end_to_end(method):
+    """Whether a method is REPA-E's (the VAE is tuned with the SiT; SiT models only)."""
+    return bool(config["methods"].get(method, {}).get("end_to_end"))
+
+
 def run_dirs():
-    return [f"{m}/{e}/{k}" for m in MODELS for e in ENCODERS for k in METHODS]
+    return [f"{m}/{e}/{k}" for m in MODELS for e in ENCODERS for k in METHODS
+            if FAMILY[m] == "sit" or not end_to_end(k)]
 
 
 def run_curves():
@@ -253,10 +282,15 @@ def latent_inputs(wildcards):
     """The latent store and its statistics of a SiT or MeanFlow run; none for a JiT (it trains on the images)."""
     if FAMILY[wildcards.model] not in LATENT_FAMILIES:
         return {}
+    if end_to_end(getattr(wildcards, "method", "")):  # REPA-E: the images, the VAE to tune, its BN start
+        return {"stats": "results/latents/stats.json", "autoencoder": autoencoder_path()}
     return {"latents": ancient("results/latents/train"), "stats": "results/latents/stats.json"}
 
 
 def latent_args(wildcards, input):
+    if "autoencoder" in input.keys():
+        return (f"--latent-stats {input.stats} --autoencoder {input.autoencoder} "
+                f"--autoencoder-kind {config['vae']['kind']}")
     return f"--latents {input.latents} --latent-stats {input.stats}" if "latents" in input.keys() else ""
 
 
@@ -267,6 +301,8 @@ def train_stage_params(wildcards, method=None):
     for family, (_, _, objective_key) in FAMILY_SAMPLING.items():
         if objective_key and family != FAMILY[wildcards.model]:
             train.pop(objective_key, None)
+    if not end_to_end(method):
+        train.pop("end_to_end", None)
     extra = {"method": config["methods"][method]} if method else {}
     return json.dumps({"train": train, "seed": config["seed"], **extra}, sort_keys=True)
 
@@ -298,8 +334,8 @@ def sample_stage_params(wildcards):
 
 def sample_decoder_inputs(wildcards):
     """The latent stats and autoencoder a SiT or MeanFlow checkpoint decodes with; none for a JiT (it samples
-    pixels)."""
-    if FAMILY[wildcards.model] not in LATENT_FAMILIES:
+    pixels) or a REPA-E run (its checkpoint holds the tuned decoder and its BatchNorm statistics)."""
+    if FAMILY[wildcards.model] not in LATENT_FAMILIES or end_to_end(wildcards.method):
         return {}
     return {"latent_stats": "results/latents/stats.json", "autoencoder": autoencoder_path()}
 
