@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -16,7 +16,7 @@ import logging
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

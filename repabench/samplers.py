@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 

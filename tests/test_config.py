@@ -100,6 +100,12 @@ def test_the_meanflow_preset_plans_table_2b():
     ({"train": {"meanflow": {"ratio": 0.5}}}, r"'ratio' was unexpected"),
 ])
 def test_bad_meanflow_config_fails_naming_the_key(tmp_path, overlay, message):
+    import re
+
+    output = run_with_overlay(tmp_path, overlay)
+    assert re.search(message, output), output[-3000:]
+
+
 def test_the_repae_preset_plans_table_2a():
     """Six end-to-end runs (3 encoders x REPA-E / iREPA-E) on the images: each train job reads the VAE it tunes and
     the latent statistics its BatchNorm starts from, never the latent store; sampling reads only the checkpoint."""

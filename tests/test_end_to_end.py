@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from repabench.align import alignment_loss, denoising_loss, interpolant
+from repabench.align import denoising_loss, interpolant
 from repabench.end_to_end import (EndToEnd, EndToEndConfig, LatentBatchNorm, TrainablePCA, TrainableSDVAE,
                                   autoencoder_record, kl_to_standard_normal, tuned_decoder)
 from repabench.sit import ProjectorConfig, build_sit
