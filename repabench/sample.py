@@ -496,21 +496,18 @@ def generate(checkpoint: str | Path, latent_stats: str | Path | None, autoencode
     key = generation.key(weights)
     velocity = _compiled(model, config.compile)
     integrate = None
-    if jit:
+    if jit or family == "meanflow":
         from repabench.jit import jit_sample
-
-        def integrate(x1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            autocast = (torch.autocast(device_type=x1.device.type, dtype=torch.bfloat16)
-                        if generation.precision == "bf16" else contextlib.nullcontext())
-            with autocast:
-                return jit_sample(velocity, x1, y, jit_settings, num_classes).float()
-    elif family == "meanflow":
         from repabench.meanflow import meanflow_sample
 
+        def autocast(device: torch.device) -> Any:
+            return (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+                    if generation.precision == "bf16" else contextlib.nullcontext())
+
         def integrate(x1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            autocast = (torch.autocast(device_type=x1.device.type, dtype=torch.bfloat16)
-                        if generation.precision == "bf16" else contextlib.nullcontext())
-            with autocast:
+            with autocast(x1.device):
+                if jit:
+                    return jit_sample(velocity, x1, y, jit_settings, num_classes).float()
                 return meanflow_sample(velocity, x1.float(), y, int(settings.steps), float(settings.cfg_scale),
                                        num_classes).double()
     out_dir = Path(out_dir)
